@@ -45,6 +45,7 @@ struct TokenLabel {
   Role role = Role::kOther;
   bool is_content = false;  // false: formatting (headers, separators, end tokens)
   uint8_t weight = 0;       // the message's resolved weight (0 or 1)
+  bool is_turn_end = false;  // the message's end token (<|eot_id|>, <|eom_id|>, <|im_end|>)
 };
 
 struct RenderedChat {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace posttrain::core {
@@ -40,6 +41,13 @@ class Tokenizer {
   // Token ids of `text`. add_special_tokens: apply the post-processor (prepend BOS when the
   // tokenizer's TemplateProcessing does). Special-token strings inside `text` become their ids.
   std::vector<int64_t> encode(const std::string& text, bool add_special_tokens = true) const;
+  // encode() plus each token's [begin, end) byte range in `text` (BOS/EOS get empty ranges).
+  // Exact when `text` is already in normalize()'s form; otherwise a token of a changed segment
+  // gets the whole segment's range.
+  std::vector<int64_t> encode_with_offsets(const std::string& text, bool add_special_tokens,
+                                           std::vector<std::pair<size_t, size_t>>* offsets) const;
+  // The tokenizer's normaliser (NFC for Qwen-style files, identity otherwise).
+  std::string normalize(const std::string& text) const;
   // Text of `ids` (byte-exact inverse of encode for valid UTF-8 input). Ids out of range throw
   // InputError. A token sequence that ends inside a UTF-8 character yields U+FFFD for the broken
   // bytes, as Hugging Face does.
