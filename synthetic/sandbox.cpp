@@ -1,0 +1,420 @@
+// Sandbox: fork, limit, drop privileges, exec bubblewrap; read capped output; kill on timeout.
+// Between fork() and execve() the child only makes async-signal-safe calls (the caller may be
+// multi-threaded), so everything it needs is prepared before the fork.
+#include "synthetic/sandbox.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace posttrain::synthetic {
+
+std::string verdict_name(Verdict v) {
+  switch (v) {
+    case Verdict::kPass: return "pass";
+    case Verdict::kFail: return "fail";
+    case Verdict::kError: return "error";
+    case Verdict::kTimeout: return "timeout";
+    case Verdict::kLimit: return "limit";
+  }
+  return "error";
+}
+
+std::string RunResult::describe() const {
+  std::ostringstream s;
+  s << verdict_name(verdict);
+  if (!limit.empty()) s << " (" << limit << ")";
+  if (signal) s << ", signal " << signal;
+  else if (exit_code >= 0) s << ", exit " << exit_code;
+  s << ", " << static_cast<int>(wall_seconds * 1000) << " ms";
+  return s.str();
+}
+
+Program python_program(const std::string& source) {
+  Program p;
+  p.files = {{"main.py", source}};
+  p.argv = {"python", "-I", "-B", "main.py"};
+  return p;
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A file descriptor closed on scope exit.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& other) noexcept : fd(other.fd) { other.fd = -1; }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+// An in-memory file holding `data`, positioned at 0 (close-on-exec).
+int memfd_with(const std::string& data) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, "posttrain-sbx", MFD_CLOEXEC));
+  if (fd < 0) throw SandboxUnavailable(std::string("memfd_create: ") + std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      throw SandboxUnavailable(std::string("memfd write: ") + std::strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+void child_fail(const char* what) {
+  // Only async-signal-safe calls here.
+  const char prefix[] = "posttrain sandbox: ";
+  (void)!::write(2, prefix, sizeof(prefix) - 1);
+  (void)!::write(2, what, std::strlen(what));
+  (void)!::write(2, "\n", 1);
+  _exit(125);
+}
+
+void set_limit(int resource, rlim_t soft, rlim_t hard) {
+  struct rlimit r{soft, hard};
+  if (setrlimit(resource, &r) != 0) child_fail("setrlimit failed");
+}
+
+// Last non-empty line of `text`.
+std::string last_line(const std::string& text) {
+  size_t end = text.find_last_not_of(" \r\n\t");
+  if (end == std::string::npos) return "";
+  size_t start = text.rfind('\n', end);
+  start = start == std::string::npos ? 0 : start + 1;
+  return text.substr(start, end + 1 - start);
+}
+
+// A limit named by the program's final Python exception, or "".
+std::string limit_from_stderr(const std::string& err) {
+  std::string line = last_line(err);
+  if (line.rfind("MemoryError", 0) == 0) return "memory";
+  if (line.find("[Errno 11] Resource temporarily unavailable") != std::string::npos)
+    return "processes";
+  if (line.find("[Errno 27] File too large") != std::string::npos) return "file_size";
+  if (line.find("[Errno 28] No space left on device") != std::string::npos) return "disk";
+  if (line.find("[Errno 24] Too many open files") != std::string::npos) return "open_files";
+  return "";
+}
+
+bool executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
+
+}  // namespace
+
+Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
+  if (!executable(options_.bwrap)) {
+    throw SandboxUnavailable("bubblewrap not found at " + options_.bwrap +
+                             " (apt-get install bubblewrap); refusing to run untrusted code "
+                             "without a sandbox");
+  }
+  if (!executable(options_.python)) {
+    throw SandboxUnavailable("python interpreter not found at " + options_.python);
+  }
+  as_root_ = ::geteuid() == 0;
+  if (as_root_ && (options_.uid_base <= 0 || options_.uid_base + 1024 > 65534)) {
+    throw SandboxUnavailable("sandbox uid_base must be in [1, 64510]");
+  }
+  // Probe once: the full containment must work before any untrusted code is run.
+  Program probe;
+  probe.argv = {"python", "-I", "-c", "import os; print(os.getuid() != 0)"};
+  RunResult r = run(probe, 0);
+  if (r.verdict != Verdict::kPass || r.out != "True\n") {
+    throw SandboxUnavailable("cannot set up the sandbox (" + r.describe() +
+                             "): " + last_line(r.err) +
+                             "; refusing to run untrusted code without containment");
+  }
+}
+
+int Sandbox::uid_for_slot(int slot) const {
+  return as_root_ ? options_.uid_base + slot : static_cast<int>(::getuid());
+}
+
+RunResult Sandbox::run(const Program& program, int slot) const {
+  const SandboxLimits& lim = options_.limits;
+  RunResult result;
+  const int uid = uid_for_slot(slot);
+  result.uid = uid;
+
+  // Everything the child needs, prepared before fork().
+  std::vector<Fd> file_fds;
+  file_fds.reserve(program.files.size());
+  for (const auto& f : program.files) {
+    if (f.first.empty() || f.first.find('/') != std::string::npos || f.first[0] == '.') {
+      throw Error("sandbox file name must be a plain name: '" + f.first + "'");
+    }
+    file_fds.emplace_back(memfd_with(f.second));
+  }
+  Fd stdin_fd(memfd_with(program.stdin_data));
+  int out_pipe[2], err_pipe[2], status_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) {
+    throw SandboxUnavailable(std::string("pipe: ") + std::strerror(errno));
+  }
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
+  Fd status_r(status_pipe[0]), status_w(status_pipe[1]);
+
+  std::vector<std::string> args = {options_.bwrap, "--unshare-all", "--unshare-user",
+                                   "--disable-userns", "--die-with-parent", "--new-session",
+                                   "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                                   "--perms", "0700", "--size", std::to_string(lim.workdir_bytes),
+                                   "--tmpfs", "/tmp"};
+  for (size_t i = 0; i < program.files.size(); ++i) {
+    args.insert(args.end(), {"--file", std::to_string(file_fds[i].fd),
+                             "/tmp/" + program.files[i].first});
+  }
+  args.insert(args.end(), {"--json-status-fd", std::to_string(status_w.fd), "--chdir", "/tmp",
+                           "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME",
+                           "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
+                           "--"});
+  for (size_t i = 0; i < program.argv.size(); ++i) {
+    args.push_back(i == 0 && program.argv[0] == "python" ? options_.python : program.argv[i]);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  char* envp[] = {nullptr};
+  std::vector<int> keep_fds = {status_w.fd};
+  for (auto& f : file_fds) keep_fds.push_back(f.fd);
+  const rlim_t cpu = static_cast<rlim_t>(lim.cpu_seconds);
+  const bool drop = as_root_;
+
+  auto t0 = std::chrono::steady_clock::now();
+  pid_t pid = fork();
+  if (pid < 0) throw SandboxUnavailable(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    if (dup2(stdin_fd.fd, 0) < 0 || dup2(out_w.fd, 1) < 0 || dup2(err_w.fd, 2) < 0) {
+      child_fail("dup2 failed");
+    }
+    // Nothing of ours leaks into the sandbox except the files bwrap copies and its status pipe.
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) child_fail("close_range");
+    for (int fd : keep_fds) {
+      if (fcntl(fd, F_SETFD, 0) != 0) child_fail("fcntl");
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setpgid(0, 0);
+    set_limit(RLIMIT_CPU, cpu, cpu + 1);
+    set_limit(RLIMIT_AS, lim.memory_bytes, lim.memory_bytes);
+    set_limit(RLIMIT_NPROC, lim.max_processes, lim.max_processes);
+    set_limit(RLIMIT_FSIZE, lim.max_file_bytes, lim.max_file_bytes);
+    set_limit(RLIMIT_NOFILE, lim.max_open_files, lim.max_open_files);
+    set_limit(RLIMIT_CORE, 0, 0);
+    if (drop) {
+      if (setgroups(0, nullptr) != 0) child_fail("setgroups failed");
+      if (setresgid(uid, uid, uid) != 0) child_fail("setresgid failed");
+      if (setresuid(uid, uid, uid) != 0) child_fail("setresuid failed");
+    }
+    if (getuid() == 0 || geteuid() == 0) child_fail("still root after dropping privileges");
+    execve(argv[0], argv.data(), envp);
+    child_fail("execve of bwrap failed");
+  }
+  out_w.reset();
+  err_w.reset();
+  status_w.reset();
+
+  // Read stdout, stderr and the status pipe until all close, the deadline passes or the output
+  // cap is exceeded.
+  const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(lim.wall_seconds));
+  std::string status_json;
+  bool timed_out = false, too_much = false;
+  Fd* fds[3] = {&out_r, &err_r, &status_r};
+  std::string* bufs[3] = {&result.out, &result.err, &status_json};
+  char chunk[65536];
+  while (out_r.fd >= 0 || err_r.fd >= 0 || status_r.fd >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfds[3];
+    int idx[3], n = 0;
+    for (int i = 0; i < 3; ++i) {
+      if (fds[i]->fd >= 0) {
+        pfds[n] = {fds[i]->fd, POLLIN, 0};
+        idx[n++] = i;
+      }
+    }
+    int ready = poll(pfds, n, static_cast<int>(left));
+    if (ready < 0 && errno != EINTR) break;
+    for (int k = 0; k < n && ready > 0; ++k) {
+      if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t got = ::read(pfds[k].fd, chunk, sizeof(chunk));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        fds[idx[k]]->reset();
+        continue;
+      }
+      std::string& buf = *bufs[idx[k]];
+      buf.append(chunk, static_cast<size_t>(got));
+      if (idx[k] < 2 && static_cast<int64_t>(buf.size()) > lim.max_output_bytes) {
+        buf.resize(static_cast<size_t>(lim.max_output_bytes));
+        too_much = true;
+      }
+    }
+    if (too_much) break;
+  }
+  // Once the pipes are closed the program may still run (it can close them); wait up to the
+  // deadline for bwrap to exit, then kill it, which tears down the whole PID namespace.
+  int wstatus = 0;
+  struct rusage usage{};
+  bool reaped = false;
+  while (!too_much && !timed_out) {
+    pid_t w = wait4(pid, &wstatus, WNOHANG, &usage);
+    if (w == pid) {
+      reaped = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!reaped) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    while (wait4(pid, &wstatus, 0, &usage) < 0 && errno == EINTR) {
+    }
+  }
+  result.wall_seconds = seconds_since(t0);
+
+  // bwrap's status: "child-pid" once the sandbox is set up, then "exit-code" (128+signal when
+  // the program was killed by a signal).
+  bool started = status_json.find("\"child-pid\"") != std::string::npos;
+  int code = -1;
+  size_t at = status_json.find("\"exit-code\"");
+  if (at != std::string::npos) {
+    at = status_json.find(':', at);
+    if (at != std::string::npos) code = std::atoi(status_json.c_str() + at + 1);
+  } else if (reaped && WIFEXITED(wstatus)) {
+    code = WEXITSTATUS(wstatus);
+  }
+  double cpu_used = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+                    1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+  if (code > 128 && code <= 128 + 64) {
+    result.signal = code - 128;
+  } else {
+    result.exit_code = code;
+  }
+
+  if (timed_out) {
+    result.verdict = Verdict::kTimeout;
+  } else if (too_much) {
+    result.verdict = Verdict::kLimit;
+    result.limit = "output";
+  } else if (!started) {
+    result.verdict = Verdict::kError;  // the sandbox itself failed; err holds bwrap's message
+  } else if (result.signal == SIGXCPU ||
+             (result.signal == SIGKILL && cpu_used >= lim.cpu_seconds)) {
+    result.verdict = Verdict::kLimit;
+    result.limit = "cpu";
+  } else if (result.signal == SIGXFSZ) {
+    result.verdict = Verdict::kLimit;
+    result.limit = "file_size";
+  } else if (result.exit_code == 0) {
+    result.verdict = Verdict::kPass;
+  } else {
+    result.limit = limit_from_stderr(result.err);
+    result.verdict = result.limit.empty() ? Verdict::kFail : Verdict::kLimit;
+  }
+  return result;
+}
+
+std::vector<RunResult> Sandbox::run_all(const std::vector<Program>& programs, int workers,
+                                        const std::function<void()>& done) const {
+  std::vector<RunResult> results(programs.size());
+  parallel_for(static_cast<int64_t>(programs.size()), workers, [&](int64_t i, int worker) {
+    results[i] = run(programs[i], worker);
+    if (done) done();
+  });
+  return results;
+}
+
+void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn) {
+  if (workers < 1) workers = 1;
+  if (workers > 1024) workers = 1024;
+  if (n <= 0) return;
+  if (workers == 1 || n == 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers && w < n; ++w) {
+    threads.emplace_back([&, w] {
+      for (int64_t i = next++; i < n; i = next++) {
+        try {
+          fn(i, w);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!first_error) first_error = std::current_exception();
+          next = n;  // stop handing out work
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+std::vector<int> processes_of_uid(int uid) {
+  std::vector<int> pids;
+  DIR* dir = opendir("/proc");
+  if (!dir) return pids;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream status(std::string("/proc/") + e->d_name + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Uid:", 0) == 0) {
+        std::istringstream fields(line.substr(4));
+        int real = -1;
+        fields >> real;
+        if (real == uid) pids.push_back(std::atoi(e->d_name));
+        break;
+      }
+    }
+  }
+  closedir(dir);
+  return pids;
+}
+
+}  // namespace posttrain::synthetic

@@ -1,0 +1,106 @@
+// Sandboxed execution of untrusted programs (model-written Python).
+//
+// Design: the calling process forks; the child sets resource limits (CPU, address space,
+// processes, file size, open files), drops to a dedicated unprivileged host uid/gid (the kernel
+// ignores RLIMIT_NPROC for root, see ../shared/SANDBOX.md), and execs bubblewrap, which puts the
+// program in fresh user, PID, mount, network, IPC and UTS namespaces: `/` is bound read-only, the
+// working directory `/tmp` is a fresh size-capped tmpfs holding only the program's files, and the
+// network namespace has no interfaces but loopback (nothing of the host is reachable). The parent
+// reads stdout/stderr with a byte cap and enforces the wall-clock timeout by SIGKILLing bwrap;
+// bwrap's PID-namespace init dies with it (--die-with-parent) and the kernel then kills every
+// process left in the namespace, including ones that called setsid. When any of this cannot be
+// set up the executor refuses (SandboxUnavailable); it never runs code unconfined.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace posttrain::synthetic {
+
+// Why the sandbox cannot run code here (no bwrap, no python, cannot drop privileges...).
+class SandboxUnavailable : public Error {
+ public:
+  using Error::Error;
+};
+
+struct SandboxLimits {
+  double wall_seconds = 2.0;             // wall-clock timeout; everything is killed after it
+  int cpu_seconds = 2;                   // RLIMIT_CPU per process (SIGXCPU, then SIGKILL +1 s)
+  int64_t memory_bytes = 512ll << 20;    // RLIMIT_AS per process
+  int max_processes = 16;                // RLIMIT_NPROC for the sandbox uid (system-wide count)
+  int64_t max_file_bytes = 8ll << 20;    // RLIMIT_FSIZE
+  int max_open_files = 64;               // RLIMIT_NOFILE
+  int64_t workdir_bytes = 32ll << 20;    // size of the tmpfs working directory
+  int64_t max_output_bytes = 1ll << 20;  // stdout and stderr each; more is a `limit` verdict
+};
+
+struct SandboxOptions {
+  std::string bwrap = "/usr/bin/bwrap";
+  std::string python = "/usr/bin/python3";  // must be readable by the sandbox uid
+  // Host uid/gid used when the caller is root; worker w of a pool uses uid_base + w, so parallel
+  // runs never share an RLIMIT_NPROC budget. Ignored when not root (the current uid is used).
+  int uid_base = 61000;
+  SandboxLimits limits;
+};
+
+enum class Verdict { kPass, kFail, kError, kTimeout, kLimit };
+std::string verdict_name(Verdict v);  // "pass", "fail", "error", "timeout", "limit"
+
+struct RunResult {
+  Verdict verdict = Verdict::kError;
+  int exit_code = -1;       // program's exit status when it exited
+  int signal = 0;           // signal that ended it (0 when it exited)
+  double wall_seconds = 0;  // measured
+  std::string limit;        // for kLimit: "cpu", "memory", "processes", "file_size", "output"
+  std::string out;          // stdout (capped)
+  std::string err;          // stderr (capped)
+  int uid = -1;             // host uid the program ran under
+  std::string describe() const;  // one line: verdict, status, time, limit
+};
+
+// A program to run: files written into the working directory, then argv run there.
+struct Program {
+  std::vector<std::pair<std::string, std::string>> files;  // name (no '/'), contents
+  std::vector<std::string> argv;  // argv[0] "python" is replaced by SandboxOptions::python
+  std::string stdin_data;
+};
+
+// A Python program from source: main.py with `python3 -I -B main.py`.
+Program python_program(const std::string& source);
+
+class Sandbox {
+ public:
+  // Throws SandboxUnavailable when containment cannot be set up (checked once, here).
+  explicit Sandbox(SandboxOptions options = {});
+
+  // Runs one program as the uid of `slot` (0 for a single caller; the pool passes its worker
+  // index). Thread-safe as long as concurrent callers use different slots.
+  RunResult run(const Program& program, int slot = 0) const;
+
+  // Runs every program on `workers` threads; results in input order. `done` (optional) is called
+  // from worker threads after each program.
+  std::vector<RunResult> run_all(const std::vector<Program>& programs, int workers,
+                                 const std::function<void()>& done = nullptr) const;
+
+  const SandboxOptions& options() const { return options_; }
+  // The host uid `slot` runs as.
+  int uid_for_slot(int slot) const;
+
+ private:
+  SandboxOptions options_;
+  bool as_root_ = false;
+};
+
+// Runs fn(i, worker) for i in [0, n) on `workers` threads (each worker has its own index, used
+// as the sandbox slot). Exceptions from fn are rethrown after all threads stop.
+void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn);
+
+// Host pids whose real uid is `uid` (reads /proc). Used to check that nothing survives.
+std::vector<int> processes_of_uid(int uid);
+
+}  // namespace posttrain::synthetic
