@@ -1,0 +1,190 @@
+// JSONL export (see export.h). Stored bodies are already canonical JSON, so the common case
+// (no --as) writes each line by concatenating them without parsing; --as and openrlhf's folded
+// prompt parse, convert and re-serialise. Identical lines are dropped by their SHA-256.
+#include "datastore/export.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <unordered_set>
+
+#include "datastore/internal.h"
+
+namespace posttrain::datastore {
+
+ExportFormat parse_export_format(const std::string& name) {
+  if (name == "trl") return ExportFormat::kTrl;
+  if (name == "openrlhf") return ExportFormat::kOpenRlhf;
+  if (name == "messages") return ExportFormat::kMessages;
+  throw UsageError("unknown export format '" + name + "' (expected trl, openrlhf or messages)");
+}
+
+Json to_text(const Json& content) {
+  if (content.is_string()) return content;
+  auto text_of = [](const Json& m) {
+    auto c = m.find("content");
+    if (c != m.end() && c->is_string()) return c->get<std::string>();
+    auto t = m.find("tool_calls");
+    return t != m.end() ? t->dump() : std::string();
+  };
+  if (content.size() == 1) return text_of(content[0]);
+  std::string out;
+  for (const Json& m : content) {
+    std::string role = m.at("role").get<std::string>();
+    std::string label = role == "user"        ? "Human"
+                        : role == "assistant" ? "Assistant"
+                        : role == "system"    ? "System"
+                                              : role;
+    if (label == role && !label.empty()) label[0] = static_cast<char>(std::toupper(label[0]));
+    out += "\n\n" + label + ": " + text_of(m);
+  }
+  return out;
+}
+
+Json to_messages(const Json& content, const std::string& role) {
+  if (content.is_array()) return content;
+  return Json::array({Json{{"role", role}, {"content", content}}});
+}
+
+namespace {
+
+// Writes lines to a file or stdout; IoError on failure.
+class LineSink {
+ public:
+  explicit LineSink(const std::string& path) : path_(path) {
+    if (path == "-") {
+      out_ = &std::cout;
+    } else {
+      file_.rdbuf()->pubsetbuf(buffer_, sizeof(buffer_));
+      file_.open(path, std::ios::binary | std::ios::trunc);
+      if (!file_) throw IoError("cannot open " + path + " for writing");
+      out_ = &file_;
+    }
+  }
+  void write(const std::string& line) {
+    out_->write(line.data(), static_cast<std::streamsize>(line.size()));
+    if (!*out_) throw IoError("write failed: " + path_);
+  }
+  void close() {
+    out_->flush();
+    if (!*out_) throw IoError("write failed: " + path_);
+    if (file_.is_open()) file_.close();
+  }
+
+ private:
+  std::string path_;
+  char buffer_[1 << 16];
+  std::ofstream file_;
+  std::ostream* out_ = nullptr;
+};
+
+class Deduper {
+ public:
+  bool first_time(const std::string& line) {
+    return seen_.insert(internal::digest(line)).second;
+  }
+
+ private:
+  std::unordered_set<std::string> seen_;
+};
+
+std::string json_key(const std::string& key) { return Json(key).dump(); }
+
+// One output triple as canonical JSON texts.
+struct Triple {
+  std::string_view prompt, chosen, rejected;
+};
+
+std::string convert(std::string_view body, const std::optional<Shape>& as, const char* role) {
+  if (!as) return std::string(body);
+  Json v = Json::parse(body);
+  return (*as == Shape::kText ? to_text(v) : to_messages(v, role)).dump();
+}
+
+// prompt + response as one conversation (openrlhf without a prompt key).
+std::string fold(std::string_view prompt, std::string_view response) {
+  Json p = Json::parse(prompt), r = Json::parse(response);
+  if (p.is_string() && r.is_string()) return Json(p.get<std::string>() + r.get<std::string>()).dump();
+  Json all = to_messages(p, "user");
+  for (const Json& m : to_messages(r, "assistant")) all.push_back(m);
+  return all.dump();
+}
+
+}  // namespace
+
+ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOptions& options) {
+  ExportSummary sum;
+  Deduper dedup;
+  std::string line;
+  if (options.format == ExportFormat::kMessages) {
+    Statement s(store.db(), internal::dialogue_query_sql(options.filter.rounds,
+                                                         options.filter.source));
+    internal::bind_dialogue_filter(s, options.filter.rounds, options.filter.source);
+    LineSink sink(path);
+    while (s.step()) {
+      line = "{\"messages\":";
+      line += s.column_view(1);
+      line += "}\n";
+      if (!dedup.first_time(line)) {
+        ++sum.duplicates;
+        continue;
+      }
+      sink.write(line);
+      ++sum.rows;
+    }
+    sink.close();
+    return sum;
+  }
+  const bool trl = options.format == ExportFormat::kTrl;
+  const std::string pk = trl ? "prompt" : options.prompt_key;
+  const std::string kp = pk.empty() ? "" : json_key(pk) + ":";
+  const std::string kc = json_key(trl ? "chosen" : options.chosen_key) + ":";
+  const std::string kr = json_key(trl ? "rejected" : options.rejected_key) + ":";
+  PairFilter filter = options.filter;
+  filter.with_content = true;
+  Statement s(store.db(), internal::pair_query_sql(filter));
+  internal::bind_pair_filter(s, filter);
+  LineSink sink(path);
+  std::vector<Triple> triples;
+  while (s.step()) {
+    std::string_view p = s.column_view(9), c = s.column_view(10), r = s.column_view(11);
+    triples.clear();
+    if (options.expand_rankings && !s.column_is_null(12)) {
+      std::string_view e = s.column_view(12);
+      triples.push_back({p, e, c});
+      triples.push_back({p, e, r});
+    }
+    triples.push_back({p, c, r});
+    for (const Triple& t : triples) {
+      line = "{";
+      if (pk.empty()) {
+        line += kc + convert(fold(t.prompt, t.chosen), options.as, "assistant") + ",";
+        line += kr + convert(fold(t.prompt, t.rejected), options.as, "assistant");
+      } else if (options.as) {
+        line += kp + convert(t.prompt, options.as, "user") + ",";
+        line += kc + convert(t.chosen, options.as, "assistant") + ",";
+        line += kr + convert(t.rejected, options.as, "assistant");
+      } else {
+        line += kp;
+        line += t.prompt;
+        line += ",";
+        line += kc;
+        line += t.chosen;
+        line += ",";
+        line += kr;
+        line += t.rejected;
+      }
+      line += "}\n";
+      if (!dedup.first_time(line)) {
+        ++sum.duplicates;
+        continue;
+      }
+      sink.write(line);
+      ++sum.rows;
+    }
+  }
+  sink.close();
+  return sum;
+}
+
+}  // namespace posttrain::datastore
