@@ -135,6 +135,50 @@ std::string limit_from_stderr(const std::string& err) {
 
 bool executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
 
+// The integer value of "key" in bwrap's JSON status stream, or -1.
+int json_int(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\"");
+  if (at == std::string::npos) return -1;
+  at = json.find(':', at);
+  return at == std::string::npos ? -1 : std::atoi(json.c_str() + at + 1);
+}
+
+// Real uid of a host process, or -1 when it is gone.
+int uid_of_pid(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Uid:", 0) == 0) return std::atoi(line.c_str() + 4);
+  }
+  return -1;
+}
+
+// Waits (up to 2 s, then SIGKILL) for an orphaned sandbox init reparented to this process.
+void reap_orphan(int pid, int uid) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    if (uid_of_pid(pid) != uid) return;  // gone, or reaped by bwrap and the pid reused
+    int st = 0;
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid || (w < 0 && errno == ECHILD)) return;
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      until += std::chrono::seconds(2);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// Kills whatever still runs as `uid` and waits (up to 2 s) until nothing does.
+void sweep_uid(int uid) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    auto pids = processes_of_uid(uid, false);
+    if (pids.empty() || std::chrono::steady_clock::now() > until) return;
+    for (int p : pids) ::kill(p, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 }  // namespace
 
 Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
@@ -147,6 +191,10 @@ Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
     throw SandboxUnavailable("python interpreter not found at " + options_.python);
   }
   as_root_ = ::geteuid() == 0;
+  // Orphaned sandbox inits are reparented to this process so that run() can reap them.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    throw SandboxUnavailable(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + std::strerror(errno));
+  }
   if (as_root_ && (options_.uid_base <= 0 || options_.uid_base + 1024 > 65534)) {
     throw SandboxUnavailable("sandbox uid_base must be in [1, 64510]");
   }
@@ -307,24 +355,46 @@ RunResult Sandbox::run(const Program& program, int slot) const {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (!reaped) {
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);
-    while (wait4(pid, &wstatus, 0, &usage) < 0 && errno == EINTR) {
+    // Kill the namespace's init first (bwrap reports its host pid as "child-pid"): the kernel
+    // then kills every process in the PID namespace and the outer bwrap reaps it and exits.
+    // Killing only the outer bwrap would leave the init to be reparented and reaped later.
+    if (status_r.fd >= 0) {  // the init's pid may still sit unread in the status pipe
+      pollfd pfd{status_r.fd, POLLIN, 0};
+      while (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN)) {
+        ssize_t got = ::read(status_r.fd, chunk, sizeof(chunk));
+        if (got <= 0) break;
+        status_json.append(chunk, static_cast<size_t>(got));
+      }
     }
+    int init_pid = json_int(status_json, "child-pid");
+    if (init_pid > 0 && uid_of_pid(init_pid) == uid) ::kill(init_pid, SIGKILL);
+    auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!reaped && std::chrono::steady_clock::now() < grace) {
+      pid_t w = wait4(pid, &wstatus, WNOHANG, &usage);
+      if (w == pid) reaped = true;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!reaped) {
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
+      while (wait4(pid, &wstatus, 0, &usage) < 0 && errno == EINTR) {
+      }
+    }
+    // The uid is this slot's alone: anything of it still alive is a leftover of this run.
+    if (as_root_) sweep_uid(uid);
   }
+  // bwrap's monitor exits as soon as its init reports the program's status, while the init is
+  // still exiting; as a child subreaper we inherit that init and reap it here, so no zombie of
+  // the sandbox uid outlives the call (a zombie still counts against RLIMIT_NPROC).
+  int init_pid = json_int(status_json, "child-pid");
+  if (init_pid > 0) reap_orphan(init_pid, uid);
   result.wall_seconds = seconds_since(t0);
 
   // bwrap's status: "child-pid" once the sandbox is set up, then "exit-code" (128+signal when
   // the program was killed by a signal).
   bool started = status_json.find("\"child-pid\"") != std::string::npos;
-  int code = -1;
-  size_t at = status_json.find("\"exit-code\"");
-  if (at != std::string::npos) {
-    at = status_json.find(':', at);
-    if (at != std::string::npos) code = std::atoi(status_json.c_str() + at + 1);
-  } else if (reaped && WIFEXITED(wstatus)) {
-    code = WEXITSTATUS(wstatus);
-  }
+  int code = json_int(status_json, "exit-code");
+  if (code < 0 && reaped && WIFEXITED(wstatus)) code = WEXITSTATUS(wstatus);
   double cpu_used = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
                     1e-6 * (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
   if (code > 128 && code <= 128 + 64) {
@@ -395,20 +465,20 @@ void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)
   if (first_error) std::rethrow_exception(first_error);
 }
 
-std::vector<int> processes_of_uid(int uid) {
+std::vector<int> processes_of_uid(int uid, bool include_zombies) {
   std::vector<int> pids;
   DIR* dir = opendir("/proc");
   if (!dir) return pids;
   while (dirent* e = readdir(dir)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     std::ifstream status(std::string("/proc/") + e->d_name + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
+    bool zombie = false;
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("State:", 0) == 0) zombie = line.find('Z') != std::string::npos;
       if (line.rfind("Uid:", 0) == 0) {
-        std::istringstream fields(line.substr(4));
-        int real = -1;
-        fields >> real;
-        if (real == uid) pids.push_back(std::atoi(e->d_name));
+        if (std::atoi(line.c_str() + 4) == uid && (include_zombies || !zombie)) {
+          pids.push_back(std::atoi(e->d_name));
+        }
         break;
       }
     }

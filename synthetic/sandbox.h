@@ -100,7 +100,8 @@ class Sandbox {
 // as the sandbox slot). Exceptions from fn are rethrown after all threads stop.
 void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn);
 
-// Host pids whose real uid is `uid` (reads /proc). Used to check that nothing survives.
-std::vector<int> processes_of_uid(int uid);
+// Host pids whose real uid is `uid` (reads /proc), zombies included unless told otherwise (a
+// zombie still counts against RLIMIT_NPROC). Used to check that nothing survives.
+std::vector<int> processes_of_uid(int uid, bool include_zombies = true);
 
 }  // namespace posttrain::synthetic

@@ -1,0 +1,258 @@
+// The hostile-program suite: each program is contained and reported with the right verdict,
+// nothing of the sandbox uid survives the call, and the host is untouched.
+#include "synthetic/sandbox.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+namespace posttrain::synthetic {
+namespace {
+
+SandboxOptions fast_options() {
+  SandboxOptions o;
+  o.uid_base = 61100;  // away from the default range so a parallel CLI run cannot interfere
+  o.limits.wall_seconds = 2.0;
+  o.limits.cpu_seconds = 1;
+  o.limits.memory_bytes = 256ll << 20;
+  o.limits.max_processes = 12;
+  o.limits.max_output_bytes = 64 << 10;
+  return o;
+}
+
+const Sandbox& sandbox() {
+  static Sandbox s(fast_options());
+  return s;
+}
+
+// Nothing of the sandbox uid is left once run() returns.
+void expect_nothing_left(int uid) {
+  auto left = processes_of_uid(uid);
+  std::string pids;
+  for (int p : left) pids += " " + std::to_string(p);
+  EXPECT_TRUE(left.empty()) << "processes of uid " << uid << " survived:" << pids;
+}
+
+RunResult run_py(const std::string& src) {
+  RunResult r = sandbox().run(python_program(src), 0);
+  expect_nothing_left(r.uid);
+  return r;
+}
+
+TEST(Sandbox, RunsAsUnprivilegedUidAndPasses) {
+  RunResult r = run_py("import os\nprint(os.getuid(), os.getpid())\n");
+  ASSERT_EQ(r.verdict, Verdict::kPass) << r.describe() << r.err;
+  EXPECT_NE(r.uid, 0);
+  EXPECT_EQ(r.out, std::to_string(r.uid) + " 2\n");  // pid 2: its own PID namespace
+  EXPECT_EQ(r.exit_code, 0);
+}
+
+TEST(Sandbox, NonZeroExitIsFail) {
+  RunResult r = run_py("import sys\nprint('x', file=sys.stderr)\nsys.exit(3)\n");
+  EXPECT_EQ(r.verdict, Verdict::kFail);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "x\n");
+}
+
+TEST(Sandbox, StdinIsDelivered) {
+  Program p = python_program("import sys\nprint(sys.stdin.read().upper())\n");
+  p.stdin_data = "hello";
+  RunResult r = sandbox().run(p);
+  EXPECT_EQ(r.verdict, Verdict::kPass);
+  EXPECT_EQ(r.out, "HELLO\n");
+}
+
+TEST(SandboxHostile, InfiniteLoopHitsCpuLimit) {
+  // A generous wall clock: on a loaded 2-core machine 1 s of CPU can take several seconds.
+  SandboxOptions o = fast_options();
+  o.limits.wall_seconds = 10;
+  Sandbox s(o);
+  RunResult r = s.run(python_program("while True:\n    pass\n"));
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe();
+  EXPECT_EQ(r.limit, "cpu");
+  expect_nothing_left(r.uid);
+}
+
+TEST(SandboxHostile, SleepPastTimeoutIsKilled) {
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = run_py("import time\ntime.sleep(30)\n");
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.verdict, Verdict::kTimeout) << r.describe();
+  EXPECT_LT(took, 3.0);
+}
+
+TEST(SandboxHostile, ForkBombIsContained) {
+  RunResult r = run_py(
+      "import os\n"
+      "n = 0\n"
+      "while True:\n"
+      "    try:\n"
+      "        os.fork()\n"
+      "        n += 1\n"
+      "    except OSError:\n"
+      "        pass\n");
+  EXPECT_TRUE(r.verdict == Verdict::kTimeout || r.verdict == Verdict::kLimit) << r.describe();
+}
+
+TEST(SandboxHostile, ForkFailureIsReportedAsProcessLimit) {
+  RunResult r = run_py("import os, time\nfor i in range(100):\n    if os.fork() == 0:\n"
+                       "        time.sleep(5)\n        os._exit(0)\n");
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe() << r.err;
+  EXPECT_EQ(r.limit, "processes");
+}
+
+TEST(SandboxHostile, MemoryHogHitsMemoryLimit) {
+  RunResult r = run_py("x = bytearray(2 * 1024 ** 3)\nprint(len(x))\n");
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe() << r.err;
+  EXPECT_EQ(r.limit, "memory");
+}
+
+TEST(SandboxHostile, HugeOutputIsCapped) {
+  RunResult r = run_py("import sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n");
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe();
+  EXPECT_EQ(r.limit, "output");
+  EXPECT_EQ(r.out.size(), static_cast<size_t>(sandbox().options().limits.max_output_bytes));
+}
+
+TEST(SandboxHostile, WritesOutsideWorkdirFail) {
+  // A host directory the test can write (the sandbox's /tmp is its own tmpfs).
+  std::string probe = std::string(POSTTRAIN_FIXTURES) + "/synthetic/pwned_" + std::to_string(getpid());
+  RunResult r = run_py(
+      "import errno\n"
+      "bad = []\n"
+      "for path in ['/etc/posttrain_pwned', '/usr/posttrain_pwned', '" + probe + "',\n"
+      "             '/root/posttrain_pwned']:\n"
+      "    try:\n"
+      "        open(path, 'w').write('x')\n"
+      "        bad.append(path)\n"
+      "    except OSError as e:\n"
+      "        pass\n"
+      "open('inside.txt', 'w').write('ok')\n"
+      "print('wrote', bad)\n");
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.err;
+  EXPECT_EQ(r.out, "wrote []\n");
+  EXPECT_FALSE(std::filesystem::exists("/etc/posttrain_pwned"));
+  EXPECT_FALSE(std::filesystem::exists("/usr/posttrain_pwned"));
+  EXPECT_FALSE(std::filesystem::exists(probe));
+}
+
+TEST(SandboxHostile, WorkdirSizeIsCapped) {
+  SandboxOptions o = fast_options();
+  o.limits.workdir_bytes = 1 << 20;
+  o.limits.max_file_bytes = 8 << 20;
+  Sandbox small(o);
+  RunResult r = small.run(python_program("open('big', 'wb').write(b'x' * (4 << 20))\n"));
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe() << r.err;
+  EXPECT_EQ(r.limit, "disk");
+}
+
+TEST(SandboxHostile, FileSizeLimit) {
+  SandboxOptions o = fast_options();
+  o.limits.max_file_bytes = 1 << 20;
+  Sandbox small(o);
+  RunResult r = small.run(python_program("open('big', 'wb').write(b'x' * (4 << 20))\n"));
+  EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe() << r.err;
+  EXPECT_EQ(r.limit, "file_size");
+}
+
+TEST(SandboxHostile, SocketToLoopbackReachesNothing) {
+  // A listener on the host's loopback: the sandbox must not reach it.
+  int server = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(server, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ASSERT_EQ(bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(server, 4), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  RunResult r = run_py(
+      "import socket\n"
+      "s = socket.socket()\n"
+      "s.settimeout(1)\n"
+      "try:\n"
+      "    s.connect(('127.0.0.1', " + std::to_string(port) + "))\n"
+      "    print('connected')\n"
+      "except OSError as e:\n"
+      "    print('refused')\n"
+      "try:\n"
+      "    socket.create_connection(('93.184.216.34', 80), timeout=1)\n"
+      "    print('internet')\n"
+      "except OSError:\n"
+      "    print('no internet')\n");
+  close(server);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.err;
+  EXPECT_EQ(r.out, "refused\nno internet\n");
+}
+
+TEST(SandboxHostile, SetsidChildIsKilledWithTheSandbox) {
+  // The parent exits at once; its child escapes into a new session and lingers.
+  RunResult r = run_py(
+      "import os, time\n"
+      "if os.fork() == 0:\n"
+      "    os.setsid()\n"
+      "    if os.fork() == 0:\n"
+      "        time.sleep(60)\n"
+      "    os._exit(0)\n"
+      "print('parent done')\n");
+  // bwrap waits for the program; the namespace is torn down at the end either way.
+  EXPECT_TRUE(r.verdict == Verdict::kPass || r.verdict == Verdict::kTimeout) << r.describe();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  expect_nothing_left(r.uid);
+}
+
+TEST(SandboxHostile, ClosedPipesThenSpinningIsTimedOut) {
+  RunResult r = run_py("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(30)\n");
+  EXPECT_EQ(r.verdict, Verdict::kTimeout) << r.describe();
+}
+
+TEST(SandboxParallel, WorkersUseDistinctUidsAndKeepOrder) {
+  std::vector<Program> programs;
+  for (int i = 0; i < 6; ++i) {
+    programs.push_back(python_program("import os\nprint(" + std::to_string(i) + ", os.getuid())\n"));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto results = sandbox().run_all(programs, 3);
+  (void)t0;
+  ASSERT_EQ(results.size(), 6u);
+  std::set<int> uids;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(results[i].verdict, Verdict::kPass) << results[i].err;
+    EXPECT_EQ(results[i].out, std::to_string(i) + " " + std::to_string(results[i].uid) + "\n");
+    uids.insert(results[i].uid);
+  }
+  EXPECT_GE(uids.size(), 2u);
+  for (int w = 0; w < 3; ++w) expect_nothing_left(sandbox().uid_for_slot(w));
+}
+
+TEST(SandboxParallel, ForkBombInOneWorkerDoesNotStarveAnother) {
+  std::vector<Program> programs = {
+      python_program("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
+                     "        pass\n"),
+      python_program("import os, time\ntime.sleep(0.3)\npid = os.fork()\n"
+                     "if pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\nprint('forked ok')\n")};
+  auto results = sandbox().run_all(programs, 2);
+  EXPECT_EQ(results[1].verdict, Verdict::kPass) << results[1].describe() << results[1].err;
+  EXPECT_EQ(results[1].out, "forked ok\n");
+}
+
+TEST(SandboxSetup, MissingBwrapRefuses) {
+  SandboxOptions o = fast_options();
+  o.bwrap = "/nonexistent/bwrap";
+  try {
+    Sandbox s(o);
+    FAIL() << "expected SandboxUnavailable";
+  } catch (const SandboxUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("refusing"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace posttrain::synthetic
