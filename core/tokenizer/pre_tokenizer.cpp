@@ -136,12 +136,43 @@ void matches_to_runs(const std::vector<std::pair<size_t, size_t>>& matches, size
   if (prev != n) runs->push_back({{prev, n}, invert});
 }
 
+// Oniguruma (what Hugging Face tokenizers uses) matches \s to Unicode White_Space; PCRE2's
+// UCP \s also takes U+180E and a few others. Spell \s / \S as the property so both agree.
+std::string onig_compatible(const std::string& pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out.push_back(pattern[i]);
+      continue;
+    }
+    char next = pattern[i + 1];
+    if (next == 's') {
+      out += "\\p{White_Space}";
+    } else if (next == 'S') {
+      out += "\\P{White_Space}";
+    } else if (next == 'Q') {  // \Q...\E quotes: copy verbatim
+      size_t end = pattern.find("\\E", i + 2);
+      end = end == std::string::npos ? pattern.size() : end + 2;
+      out.append(pattern, i, end - i);
+      i = end - 1;
+      continue;
+    } else {
+      out.push_back('\\');
+      out.push_back(next);
+    }
+    ++i;
+  }
+  return out;
+}
+
 }  // namespace
 
-Regex::Regex(const std::string& pattern, bool literal, const Location& where) {
+Regex::Regex(const std::string& source_pattern, bool literal, const Location& where) {
   int error = 0;
   PCRE2_SIZE offset = 0;
   uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+  const std::string pattern = literal ? source_pattern : onig_compatible(source_pattern);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                    options, &error, &offset, nullptr);
   if (code == nullptr) {

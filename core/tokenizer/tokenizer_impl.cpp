@@ -119,7 +119,9 @@ TokenizerImpl::TokenizerImpl(json document, const std::string& src)
   }
   for (const AddedToken& t : added) {
     special_[t.id] = t.special ? 1 : 0;
-    decoded_[t.id] = t.special ? t.content : byte_decode(t.content);
+    // HF decodes a normalised added token from its normalised form.
+    decoded_[t.id] = t.special ? t.content : byte_decode(t.normalized ? normalize(t.content)
+                                                                      : t.content);
   }
 
   if (model.token_id("<|start_header_id|>") || added_by_content.count("<|start_header_id|>")) {

@@ -1,0 +1,170 @@
+// Chat rendering: token ids equal transformers' apply_chat_template on the same Jinja template
+// (fixtures from tests/fixtures/make_tokenizer_fixtures.py, for Llama 3 and ChatML, tool calls,
+// special-token strings inside content, whitespace at the content boundaries), the template
+// string we save is the one the fixtures used, and the per-token labels put SFT and DPO masks
+// on exactly the tokens a hand reading of the rendered text says.
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace posttrain::core {
+namespace {
+
+using nlohmann::json;
+
+const std::string kDir = std::string(POSTTRAIN_FIXTURES) + "/tokenizer/";
+
+const json& expected() {
+  static const json doc = [] {
+    std::ifstream in(kDir + "expected.json");
+    std::stringstream s;
+    s << in.rdbuf();
+    return json::parse(s.str());
+  }();
+  return doc;
+}
+
+Tokenizer load(const std::string& name) {
+  if (name == "byte_level") return Tokenizer::byte_level();
+  return Tokenizer::from_file(kDir + name + ".json");
+}
+
+// The text of the tokens where mask is 1.
+std::string masked_text(const Tokenizer& tok, const RenderedChat& chat,
+                        const std::vector<uint8_t>& mask) {
+  std::vector<int64_t> kept;
+  for (size_t i = 0; i < mask.size(); ++i) {
+    if (mask[i]) kept.push_back(chat.ids[i]);
+  }
+  return tok.decode(kept);
+}
+
+TEST(ChatTemplate, JinjaTemplatesAreTheOnesTheFixturesUsed) {
+  EXPECT_EQ(jinja_chat_template(ChatFormat::kLlama3),
+            expected()["templates"]["llama3"].get<std::string>());
+  EXPECT_EQ(jinja_chat_template(ChatFormat::kChatML),
+            expected()["templates"]["chatml"].get<std::string>());
+}
+
+TEST(ChatTemplate, IdsMatchTransformersApplyChatTemplate) {
+  ASSERT_GE(expected()["chat"].size(), 12u);
+  for (const json& c : expected()["chat"]) {
+    Tokenizer tok = load(c["tokenizer"].get<std::string>());
+    ChatFormat format = parse_chat_format(c["format"].get<std::string>());
+    auto messages = parse_messages(c["messages"], {"expected.json", 0, "messages"});
+    SCOPED_TRACE(c["tokenizer"].get<std::string>() + " " + c["text"].dump());
+    RenderedChat chat = render_chat(tok, messages, format, c["add_generation_prompt"]);
+    EXPECT_EQ(chat.ids, c["ids"].get<std::vector<int64_t>>());
+    ASSERT_EQ(chat.labels.size(), chat.ids.size());
+    EXPECT_EQ(tok.decode(chat.ids), tok.decode(c["ids"].get<std::vector<int64_t>>()));
+  }
+}
+
+TEST(ChatTemplate, Llama3LabelsPutSftOnAssistantContentAndEndToken) {
+  Tokenizer tok = load("llama3");
+  std::vector<ChatMessage> messages = {{"system", "Be brief."},
+                                       {"user", "What is 2+2?"},
+                                       {"assistant", "  4, of course.  "}};
+  RenderedChat chat = render_chat(tok, messages, ChatFormat::kLlama3);
+  EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()), "4, of course.<|eot_id|>");
+  EXPECT_EQ(masked_text(tok, chat, chat.content_mask(1)), "What is 2+2?");
+  EXPECT_EQ(masked_text(tok, chat, chat.content_mask(2)), "4, of course.");
+  EXPECT_EQ(chat.labels.front().message, -1);  // BOS
+  EXPECT_EQ(chat.ids.front(), *tok.token_id("<|begin_of_text|>"));
+  EXPECT_TRUE(chat.labels.back().is_turn_end);
+  EXPECT_EQ(chat.labels.back().role, Role::kAssistant);
+  EXPECT_EQ(chat.labels.back().weight, 1);
+  EXPECT_FALSE(chat.labels.back().is_content);
+  for (const TokenLabel& l : chat.labels) {
+    if (l.message == 0 || l.message == 1) {
+      EXPECT_EQ(l.weight, 0);
+    }
+  }
+}
+
+TEST(ChatTemplate, WeightZeroAssistantTurnIsNotTrained) {
+  Tokenizer tok = load("byte_level");
+  std::vector<ChatMessage> messages = {{"user", "hi"},
+                                       {"assistant", "old answer", 0},
+                                       {"user", "again"},
+                                       {"assistant", "new answer"}};
+  RenderedChat chat = render_chat(tok, messages, ChatFormat::kLlama3);
+  EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()), "new answer<|eot_id|>");
+  messages[0].weight = 1;  // a user turn with weight 1 is still not an assistant target
+  chat = render_chat(tok, messages, ChatFormat::kLlama3);
+  EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()), "new answer<|eot_id|>");
+}
+
+TEST(ChatTemplate, ToolCallEndsWithEomAndTrainsOnIt) {
+  Tokenizer tok = load("llama3");
+  std::vector<ChatMessage> messages = {{"user", "Compute 6*7"},
+                                       {"assistant", "<|python_tag|>calc(6*7)"},
+                                       {"ipython", "42"},
+                                       {"assistant", "It is 42."}};
+  RenderedChat chat = render_chat(tok, messages, ChatFormat::kLlama3);
+  EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()),
+            "<|python_tag|>calc(6*7)<|eom_id|>It is 42.<|eot_id|>");
+  EXPECT_EQ(masked_text(tok, chat, chat.content_mask(2)), "42");
+  int ipython = 0;
+  for (const TokenLabel& l : chat.labels) ipython += l.role == Role::kIpython;
+  EXPECT_GT(ipython, 0);
+}
+
+TEST(ChatTemplate, ChatMLLabelsAndGenerationPrompt) {
+  Tokenizer tok = load("qwen_nfc");
+  std::vector<ChatMessage> messages = {{"user", "Hallo Köln"}, {"assistant", "Guten Tag!"}};
+  RenderedChat chat = render_chat(tok, messages, ChatFormat::kChatML, true);
+  EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()), "Guten Tag!<|im_end|>");
+  EXPECT_EQ(tok.decode(chat.ids),
+            "<|im_start|>user\nHallo Köln<|im_end|>\n<|im_start|>assistant\nGuten Tag!"
+            "<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(chat.labels.back().message, -1);  // generation prompt is outside any message
+}
+
+TEST(ChatTemplate, MissingFormatTokensIsAUsageError) {
+  std::vector<ChatMessage> messages = {{"user", "hi"}};
+  EXPECT_THROW(render_chat(load("byte_level"), messages, ChatFormat::kChatML), UsageError);
+  EXPECT_THROW(render_chat(load("qwen_nfc"), messages, ChatFormat::kLlama3), UsageError);
+}
+
+TEST(ChatMessages, ParseNamesTheBadField) {
+  Location where{"in.jsonl", 7, ""};
+  auto expect_error = [&](const char* text, const std::string& field) {
+    try {
+      parse_messages(json::parse(text), where);
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("in.jsonl"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  expect_error(R"({"role": "user"})", "messages");
+  expect_error(R"([])", "messages");
+  expect_error(R"([{"role": "user", "content": "a"}, {"content": "b"}])", "messages[1].role");
+  expect_error(R"([{"role": "user", "content": 3}])", "messages[0].content");
+  expect_error(R"([{"role": "user", "content": "a", "weight": 2}])", "messages[0].weight");
+  expect_error(R"(["hello"])", "messages[0]");
+  auto ok = parse_messages(
+      json::parse(R"([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b",
+                       "weight": 0}])"),
+      where);
+  ASSERT_EQ(ok.size(), 2u);
+  EXPECT_EQ(ok[0].weight, -1);
+  EXPECT_EQ(ok[1].weight, 0);
+  try {
+    parse_messages(json::parse(R"([{"role": 1, "content": "a"}])"), {"f", 2, "chosen"});
+    ADD_FAILURE();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("chosen[0].role"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace posttrain::core

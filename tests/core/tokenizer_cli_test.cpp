@@ -1,0 +1,114 @@
+// `posttrain tokenize` end to end: text → ids, ids → text, messages → ids + SFT mask, and
+// one-line errors naming file, line and field. Needs the posttrain executable (POSTTRAIN_BIN).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace posttrain::core {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Result {
+  int status;
+  std::string output;  // stdout + stderr
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(POSTTRAIN_BIN) + " tokenize " + args + " 2>&1";
+  Result r{0, ""};
+  FILE* pipe = popen(cmd.c_str(), "r");
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
+  r.status = pclose(pipe);
+  return r;
+}
+
+class TokenizeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(POSTTRAIN_BIN)) GTEST_SKIP() << "build the posttrain target first";
+    dir_ = fs::temp_directory_path() / ("posttrain_tokcli_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) {
+    std::ofstream((dir_ / name).string()) << text;
+    return (dir_ / name).string();
+  }
+  std::vector<json> read_jsonl(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<json> rows;
+    std::string line;
+    while (std::getline(in, line)) rows.push_back(json::parse(line));
+    return rows;
+  }
+  fs::path dir_;
+};
+
+const std::string kLlama3 = std::string(POSTTRAIN_FIXTURES) + "/tokenizer/llama3.json";
+
+TEST_F(TokenizeCli, TextIdsAndMessagesLines) {
+  Tokenizer tok = Tokenizer::from_file(kLlama3);
+  const std::string text = "Größe 42 नमस्ते<|eot_id|>";
+  json messages = json::parse(R"([{"role":"user","content":"hi"},
+                                  {"role":"assistant","content":"hello"}])");
+  std::string in = write("in.jsonl", json({{"text", text}, {"id", 7}}).dump() + "\n" +
+                                         json({{"input_ids", {72, 105}}}).dump() + "\n" +
+                                         json({{"messages", messages}}).dump() + "\n");
+  std::string out = (dir_ / "out.jsonl").string();
+  Result r = run("--tokenizer " + kLlama3 + " --input " + in + " --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto rows = read_jsonl(out);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0]["id"], 7);
+  EXPECT_EQ(rows[0]["input_ids"].get<std::vector<int64_t>>(), tok.encode(text));
+  EXPECT_EQ(rows[1]["text"], tok.decode({72, 105}));
+  RenderedChat chat = render_chat(tok, parse_messages(messages, {}), ChatFormat::kLlama3);
+  EXPECT_EQ(rows[2]["input_ids"].get<std::vector<int64_t>>(), chat.ids);
+  EXPECT_EQ(rows[2]["sft_target_mask"].get<std::vector<uint8_t>>(), chat.sft_target_mask());
+}
+
+TEST_F(TokenizeCli, TextFlagPrintsOneLine) {
+  Result r = run("--tokenizer byte-level --text 'hi'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(json::parse(r.output)["input_ids"], json({256, 104, 105}));
+  r = run("--tokenizer byte-level --no-special-tokens --text 'hi'");
+  EXPECT_EQ(json::parse(r.output)["input_ids"], json({104, 105}));
+}
+
+TEST_F(TokenizeCli, BadLinesFailWithFileLineAndField) {
+  std::string in = write("bad.jsonl", "{\"text\": \"ok\"}\n{\"input_ids\": [1, 99999]}\n");
+  Result r = run("--tokenizer byte-level --input " + in + " --output " +
+                 (dir_ / "o.jsonl").string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("bad.jsonl:2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("input_ids[1]"), std::string::npos) << r.output;
+
+  in = write("bad2.jsonl", "{\"messages\": [{\"role\": \"user\"}]}\n");
+  r = run("--tokenizer byte-level --input " + in + " --output " + (dir_ / "o.jsonl").string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("messages[0].content"), std::string::npos) << r.output;
+
+  r = run("--tokenizer byte-level --chat-template vicuna --text x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("vicuna"), std::string::npos) << r.output;
+
+  r = run("--tokenizer " + std::string(POSTTRAIN_FIXTURES) +
+          "/tokenizer/bad/unknown_pretokenizer.json --text x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("Metaspace"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace posttrain::core
