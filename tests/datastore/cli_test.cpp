@@ -1,0 +1,116 @@
+// `posttrain store ...` end to end through the built binary (POSTTRAIN_BIN): the flag names are
+// contracts, errors are one line naming file, line and field, and exit codes are 0/1/2.
+#include <gtest/gtest.h>
+
+#include "datastore/store.h"
+#include "tests/datastore/test_util.h"
+
+namespace posttrain::datastore {
+namespace {
+
+using testing::read_file;
+using testing::read_lines;
+using testing::run_cli;
+using testing::TempDir;
+using testing::write_file;
+
+TEST(StoreCli, InitImportStatsPairsExport) {
+  TempDir dir;
+  std::string db = dir / "s.db";
+  auto r = run_cli("store init --store " + db, dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("schema version"), std::string::npos);
+  write_file(dir / "a.jsonl",
+             R"({"prompt":"P1","chosen":"c","rejected":"r","strength":"better","annotator":"ann"})" "\n"
+             R"({"prompt":"P2","chosen":"c","rejected":"r","strength":"slightly_better"})" "\n");
+  r = run_cli("store import --store " + db + " --format annotations --round 2 --source vendor " +
+                  (dir / "a.jsonl"),
+              dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("imported 2 pairs, 0 duplicates, 0 skipped", 0), 0u) << r.out;
+
+  r = run_cli("store stats --store " + db + " --json", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  Json st = Json::parse(r.out);
+  EXPECT_EQ(st["tables"]["preference_pairs"], 2);
+  EXPECT_EQ(st["pairs_by_round"]["2"], 2);
+  EXPECT_EQ(st["pairs_by_source"]["vendor"], 2);
+  EXPECT_EQ(st["pairs_by_strength"]["better"], 1);
+
+  r = run_cli("store pairs --store " + db + " --min-strength better", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("P1"), std::string::npos);
+  EXPECT_EQ(r.out.find("P2"), std::string::npos);
+  EXPECT_NE(r.out.find("1 pair(s)"), std::string::npos);
+  r = run_cli("store pairs --store " + db + " --id 2", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  Json one = Json::parse(r.out);
+  EXPECT_EQ(one["prompt"], "P2");
+  EXPECT_EQ(one["strength"], "slightly_better");
+  EXPECT_EQ(run_cli("store pairs --store " + db + " --id 99", dir.path()).status, 2);
+
+  r = run_cli("store export --store " + db + " --format openrlhf --prompt-key q --out " +
+                  (dir / "o.jsonl") + " --round 2 --round 5 --annotator ann",
+              dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_lines(dir / "o.jsonl"),
+            std::vector<std::string>{R"({"q":"P1","chosen":"c","rejected":"r"})"});
+  r = run_cli("store export --store " + db + " --format trl --as messages --output " +
+                  (dir / "m.jsonl"),
+              dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_lines(dir / "m.jsonl").size(), 2u);
+  EXPECT_TRUE(Json::parse(read_lines(dir / "m.jsonl")[0])["prompt"].is_array());
+}
+
+TEST(StoreCli, BadLineRollsBackAndNamesFileLineField) {
+  TempDir dir;
+  std::string db = dir / "s.db";
+  std::string in = dir / "bad.jsonl";
+  write_file(in, R"({"prompt":"ok","chosen":"a","rejected":"b"})" "\n"
+                 R"({"prompt":"p","chosen":"a"})" "\n"
+                 R"({"prompt":"ok2","chosen":"a","rejected":"b"})" "\n");
+  auto r = run_cli("store import --store " + db + " --format trl " + in, dir.path());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "posttrain store: error: " + in + ":2: field 'rejected': missing\n");
+  EXPECT_EQ(Store::open(db).count_pairs(), 0);
+
+  r = run_cli("store import --store " + db + " --format trl --skip-bad " + in, dir.path());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "skipped: " + in + ":2: field 'rejected': missing\n");
+  EXPECT_EQ(r.out.rfind("imported 2 pairs, 0 duplicates, 1 skipped (3 lines", 0), 0u) << r.out;
+  EXPECT_EQ(Store::open(db).count_pairs(), 2);
+}
+
+TEST(StoreCli, UsageErrorsExitTwo) {
+  TempDir dir;
+  std::string db = dir / "s.db";
+  struct Case {
+    std::string args, says;
+  };
+  std::vector<Case> cases = {
+      {"store stats --store " + db, "no store at"},
+      {"store frobnicate", "unknown store command"},
+      {"store import --store " + db + " --format csv x.jsonl", "unknown import format"},
+      {"store import --store " + db + " x.jsonl", "format"},
+      {"store export --store " + db + " --format trl", "--output is required"},
+      {"store export --store " + db + " --format trl --out o --min-strength huge", "min-strength"},
+      {"store export --store " + db + " --format trl --out o --prompt-key q", "openrlhf only"},
+      {"store export --store " + db + " --format trl --out o --as yaml", "unknown shape"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    auto r = run_cli(c.args, dir.path());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+  }
+  auto r = run_cli("store import --store " + db + " --format trl " + (dir / "missing.jsonl"),
+                   dir.path());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot open"), std::string::npos) << r.err;
+  EXPECT_EQ(run_cli("store --help", dir.path()).status, 0);
+  EXPECT_EQ(run_cli("store import --help", dir.path()).status, 0);
+}
+
+}  // namespace
+}  // namespace posttrain::datastore

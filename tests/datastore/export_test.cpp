@@ -1,0 +1,178 @@
+// JSONL export: shapes kept, round trip through import, --as, --expand-rankings, openrlhf keys,
+// filters, deterministic order and duplicate dropping.
+#include <gtest/gtest.h>
+
+#include "datastore/export.h"
+#include "datastore/import.h"
+#include "datastore/store.h"
+#include "tests/datastore/test_util.h"
+
+namespace posttrain::datastore {
+namespace {
+
+using testing::read_file;
+using testing::read_lines;
+using testing::TempDir;
+using testing::write_file;
+
+const char* kMixed =
+    R"({"prompt":"Q1 \"quoted\"","chosen":"good","rejected":"bad","strength":"better","annotator":"a1"})"
+    "\n"
+    R"({"prompt":[{"role":"system","content":"S"},{"role":"user","content":"Q2"}],"chosen":[{"role":"assistant","content":"A"}],"rejected":[{"role":"assistant","content":"B"}],"strength":"marginally_better","round":1})"
+    "\n"
+    R"({"prompt":"Q3","chosen":"c3","rejected":"r3","edited":"e3","round":2,"source":"vendor"})"
+    "\n";
+
+void load_mixed(Store& store, const TempDir& dir) {
+  write_file(dir / "mixed.jsonl", kMixed);
+  ImportOptions opt;
+  opt.format = ImportFormat::kAnnotations;
+  import_jsonl(store, dir / "mixed.jsonl", opt);
+}
+
+std::vector<Json> export_rows(Store& store, const TempDir& dir, const ExportOptions& opt) {
+  export_jsonl(store, dir / "out.jsonl", opt);
+  std::vector<Json> rows;
+  for (const auto& line : read_lines(dir / "out.jsonl")) rows.push_back(Json::parse(line));
+  return rows;
+}
+
+TEST(Export, TrlKeepsEachValuesShape) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  load_mixed(store, dir);
+  auto rows = export_rows(store, dir, {});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0], Json::parse(R"({"prompt":"Q1 \"quoted\"","chosen":"good","rejected":"bad"})"));
+  EXPECT_TRUE(rows[1]["prompt"].is_array());
+  EXPECT_EQ(rows[1]["prompt"][0]["role"], "system");
+  EXPECT_EQ(rows[1]["chosen"], Json::parse(R"([{"role":"assistant","content":"A"}])"));
+  // Keys come in prompt, chosen, rejected order.
+  EXPECT_EQ(read_lines(dir / "out.jsonl")[2], R"({"prompt":"Q3","chosen":"c3","rejected":"r3"})");
+}
+
+TEST(Export, RoundTripGivesTheSameRows) {
+  TempDir dir;
+  auto a = Store::open(dir / "a.db");
+  load_mixed(a, dir);
+  ExportOptions opt;
+  export_jsonl(a, dir / "first.jsonl", opt);
+  auto b = Store::open(dir / "b.db");
+  ImportOptions imp;
+  imp.format = ImportFormat::kTrl;
+  import_jsonl(b, dir / "first.jsonl", imp);
+  export_jsonl(b, dir / "second.jsonl", opt);
+  EXPECT_EQ(read_file(dir / "first.jsonl"), read_file(dir / "second.jsonl"));
+  auto pa = a.pairs(), pb = b.pairs();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].prompt, pb[i].prompt);
+    EXPECT_EQ(pa[i].chosen, pb[i].chosen);
+    EXPECT_EQ(pa[i].rejected, pb[i].rejected);
+  }
+  // Importing the export again into the same store adds nothing.
+  auto again = import_jsonl(b, dir / "first.jsonl", imp);
+  EXPECT_EQ(again.imported, 0);
+  EXPECT_EQ(again.duplicates, 3);
+
+  // Dialogues round-trip the same way.
+  write_file(dir / "d.jsonl",
+             R"({"messages":[{"role":"user","content":"u"},{"role":"assistant","content":"a"}]})"
+             "\n");
+  ImportOptions md;
+  md.format = ImportFormat::kMessages;
+  import_jsonl(a, dir / "d.jsonl", md);
+  ExportOptions mo;
+  mo.format = ExportFormat::kMessages;
+  export_jsonl(a, dir / "d2.jsonl", mo);
+  EXPECT_EQ(Json::parse(read_file(dir / "d2.jsonl")), Json::parse(read_file(dir / "d.jsonl")));
+}
+
+TEST(Export, AsForcesOneShape) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  load_mixed(store, dir);
+  ExportOptions opt;
+  opt.as = Shape::kMessages;
+  auto rows = export_rows(store, dir, opt);
+  EXPECT_EQ(rows[0]["prompt"], Json::parse(R"([{"role":"user","content":"Q1 \"quoted\""}])"));
+  EXPECT_EQ(rows[0]["chosen"], Json::parse(R"([{"role":"assistant","content":"good"}])"));
+  opt.as = Shape::kText;
+  rows = export_rows(store, dir, opt);
+  EXPECT_EQ(rows[1]["prompt"], "\n\nSystem: S\n\nHuman: Q2");
+  EXPECT_EQ(rows[1]["chosen"], "A");
+}
+
+TEST(Export, ExpandRankingsAndDropDuplicates) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  write_file(dir / "r.jsonl",
+             R"({"prompt":"P","responses":["a","b","c"],"ranking":[0,1,2],"edited":"E"})" "\n");
+  ImportOptions imp;
+  imp.format = ImportFormat::kRanking;
+  import_jsonl(store, dir / "r.jsonl", imp);
+  ExportOptions opt;
+  opt.expand_rankings = true;
+  ExportSummary s = export_jsonl(store, dir / "out.jsonl", opt);
+  // Pairs a>b, a>c, b>c each carry E: E>a, E>b, a>b | E>a (dup), E>c, a>c | E>b (dup), E>c (dup), b>c.
+  std::vector<std::pair<std::string, std::string>> got;
+  for (const auto& line : read_lines(dir / "out.jsonl")) {
+    Json j = Json::parse(line);
+    got.emplace_back(j["chosen"], j["rejected"]);
+  }
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, std::string>>{
+                     {"E", "a"}, {"E", "b"}, {"a", "b"}, {"E", "c"}, {"a", "c"}, {"b", "c"}}));
+  EXPECT_EQ(s.rows, 6);
+  EXPECT_EQ(s.duplicates, 3);
+  opt.expand_rankings = false;
+  EXPECT_EQ(export_rows(store, dir, opt).size(), 3u);
+}
+
+TEST(Export, OpenRlhfKeysAndFoldedPrompt) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  load_mixed(store, dir);
+  ExportOptions opt;
+  opt.format = ExportFormat::kOpenRlhf;
+  opt.prompt_key = "input";
+  opt.chosen_key = "win";
+  opt.rejected_key = "lose";
+  auto rows = export_rows(store, dir, opt);
+  EXPECT_EQ(rows[0], Json::parse(R"({"input":"Q1 \"quoted\"","win":"good","lose":"bad"})"));
+  opt.prompt_key = "";
+  rows = export_rows(store, dir, opt);
+  EXPECT_EQ(rows[0], Json::parse(R"({"win":"Q1 \"quoted\"good","lose":"Q1 \"quoted\"bad"})"));
+  EXPECT_EQ(rows[1]["win"], Json::parse(R"([{"role":"system","content":"S"},
+      {"role":"user","content":"Q2"},{"role":"assistant","content":"A"}])"));
+}
+
+TEST(Export, FiltersAndDeterministicOrder) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  load_mixed(store, dir);
+  ExportOptions opt;
+  opt.filter.rounds = {1, 2};
+  auto rows = export_rows(store, dir, opt);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1]["prompt"], "Q3");
+  opt.filter = {};
+  opt.filter.min_strength = Strength::kBetter;  // better + unlabelled
+  rows = export_rows(store, dir, opt);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["prompt"], "Q1 \"quoted\"");
+  EXPECT_EQ(rows[1]["prompt"], "Q3");
+  opt.filter = {};
+  opt.filter.source = "vendor";
+  EXPECT_EQ(export_rows(store, dir, opt).size(), 1u);
+  opt.filter = {};
+  opt.filter.annotator = "a1";
+  EXPECT_EQ(export_rows(store, dir, opt).size(), 1u);
+  opt.filter = {};
+  export_jsonl(store, dir / "x1.jsonl", opt);
+  export_jsonl(store, dir / "x2.jsonl", opt);
+  EXPECT_EQ(read_file(dir / "x1.jsonl"), read_file(dir / "x2.jsonl"));
+  EXPECT_THROW(export_jsonl(store, dir.path() + "/no/such/dir/out.jsonl", opt), IoError);
+}
+
+}  // namespace
+}  // namespace posttrain::datastore
