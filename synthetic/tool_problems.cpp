@@ -76,7 +76,7 @@ void calc(Rng& rng, int d, ToolProblem* p) {
            " / " + std::to_string(e);
     value = (Rational(a) + Rational(b)) * Rational(c) / Rational(e);
   } else {
-    int64_t e = rng.uniform(2, 5);
+    int64_t e = rng.uniform(2, 3);  // keeps numerator * denominator inside 64 bits
     expr = std::to_string(a) + " / " + std::to_string(b) + " + " + std::to_string(c % 1000) +
            "^" + std::to_string(e);
     value = Rational(a) / Rational(b) + Rational(c % 1000).pow(e);
