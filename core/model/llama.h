@@ -5,7 +5,12 @@
 // "lm_head.weight", "score.weight"), so checkpoints map one to one.
 #pragma once
 
+#include <cstdint>
+#include <memory>
+#include <optional>
+
 #include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -16,7 +21,8 @@ namespace posttrain::core {
 // What one forward pass reads. Shapes: B rows, T tokens.
 struct ForwardInputs {
   at::Tensor input_ids;     // [B, T] int64
-  // [B, T] int64; undefined = 0..T-1 in every row. Packed rows restart positions per document.
+  // [B, T] int64; undefined = 0..T-1 in every row, or (with document_ids) positions restarting
+  // at 0 where each document starts. Packed rows restart positions per document.
   at::Tensor position_ids;
   // [B, T] int64 document index per token; undefined = one document per row. When defined,
   // attention is causal AND confined to tokens of the same document (block-diagonal), so a
@@ -28,7 +34,17 @@ struct ForwardInputs {
 
 class LlamaModelImpl : public torch::nn::Module {
  public:
-  explicit LlamaModelImpl(const LlamaConfig& config);
+  // Parameters are created with `options` (device, dtype). random_init: fill them as
+  // reset_parameters() does with a draw from the global generator; false leaves them
+  // uninitialised (the caller loads weights next).
+  explicit LlamaModelImpl(const LlamaConfig& config,
+                          at::TensorOptions options = at::TensorOptions().dtype(at::kFloat),
+                          bool random_init = true);
+
+  // Hugging Face's initialisation: every matrix ~ N(0, initializer_range), norms = 1. With a
+  // seed the draw is reproducible and independent of device and dtype (drawn in float32 on
+  // CPU, then converted).
+  void reset_parameters(std::optional<uint64_t> seed = std::nullopt);
 
   // Final-norm hidden states, [B, T, hidden_size].
   at::Tensor hidden_states(const ForwardInputs& in);
@@ -41,10 +57,15 @@ class LlamaModelImpl : public torch::nn::Module {
   at::Tensor rewards(const ForwardInputs& in);
 
   // The head weight mapping hidden -> vocab, [vocab, hidden] (the embedding when tied).
+  // Throws UsageError on a reward model.
   at::Tensor lm_head_weight() const;
+  // Reward model only: the score head weight, [1, hidden].
+  at::Tensor score_weight() const;
+  bool is_reward_model() const { return config_.kind == ModelKind::kRewardModel; }
   const LlamaConfig& config() const { return config_; }
   // Recompute each block's activations in backward instead of keeping them.
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
 
  private:
   LlamaConfig config_;

@@ -1,0 +1,32 @@
+// Per-token log-probabilities of given targets under a causal LM, chunked over tokens so the
+// full [tokens, vocab] float32 logits never exist at once. Differentiable: under autograd the
+// backward recomputes each chunk's logits instead of keeping them, so memory stays at one chunk
+// in both directions. SFT loss, DPO, reference log-probs, evaluation and `posttrain logprobs`
+// all go through target_logprobs.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "core/model/llama.h"
+
+namespace posttrain::core {
+
+constexpr int64_t kIgnoreTarget = -100;
+
+// hidden: [B, T, H] final-norm hidden states (model.hidden_states); targets: [B, T] int64 ids,
+// kIgnoreTarget = no target. Returns [B, T] float32: log softmax(lm_head(hidden[b, t]))[target],
+// 0 where ignored. Rows with ignored targets cost nothing (they are skipped before the head).
+// Gradients flow to `hidden` and to the LM head weight. Throws UsageError on a reward model.
+at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
+                           const at::Tensor& targets, int64_t chunk_tokens = 1024);
+
+// Runs the model and returns [B, T-1] float32 where element t = log p(ids[t+1] | ids[..t]).
+// Positions whose next token is padding (attention_mask 0) or starts another document (packed
+// rows, document_ids) get 0. Does not change grad mode: call under at::NoGradGuard (or
+// InferenceMode) to score without a graph.
+at::Tensor token_logprobs(LlamaModelImpl& model, const ForwardInputs& in,
+                          int64_t chunk_tokens = 1024);
+
+}  // namespace posttrain::core

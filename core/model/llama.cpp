@@ -1,0 +1,368 @@
+// Llama decoder in LibTorch. Parameters live in small holder modules registered under the
+// Hugging Face names ("model.layers.3.mlp.up_proj.weight"), so named_parameters() is the HF
+// state dict. The math follows transformers' LlamaForCausalLM: RMSNorm computed in float32 and
+// cast back before the weight multiply, RoPE cos/sin computed in float32 then cast to the
+// activation dtype, rotate-half convention, SwiGLU MLP, and attention through
+// at::scaled_dot_product_attention (is_causal when no mask is needed, else a boolean
+// [B, 1, T, T] mask that is causal, block-diagonal over documents and blind to padding keys).
+#include "core/model/llama.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include "common/error.h"
+
+namespace posttrain::core {
+namespace {
+
+// A module holding one parameter called "weight" (a Linear without bias, a norm, an embedding).
+class WeightImpl : public torch::nn::Module {
+ public:
+  WeightImpl(at::IntArrayRef shape, const at::TensorOptions& options) {
+    weight = register_parameter("weight", at::empty(shape, options));
+  }
+  at::Tensor weight;
+};
+TORCH_MODULE(Weight);
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(const LlamaConfig& c, const at::TensorOptions& o) {
+    const int64_t hd = c.resolved_head_dim(), h = c.hidden_size;
+    q_proj = register_module("q_proj", Weight(at::IntArrayRef{c.num_attention_heads * hd, h}, o));
+    k_proj = register_module("k_proj", Weight(at::IntArrayRef{c.num_key_value_heads * hd, h}, o));
+    v_proj = register_module("v_proj", Weight(at::IntArrayRef{c.num_key_value_heads * hd, h}, o));
+    o_proj = register_module("o_proj", Weight(at::IntArrayRef{h, c.num_attention_heads * hd}, o));
+  }
+  Weight q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(const LlamaConfig& c, const at::TensorOptions& o) {
+    const int64_t h = c.hidden_size, m = c.intermediate_size;
+    gate_proj = register_module("gate_proj", Weight(at::IntArrayRef{m, h}, o));
+    up_proj = register_module("up_proj", Weight(at::IntArrayRef{m, h}, o));
+    down_proj = register_module("down_proj", Weight(at::IntArrayRef{h, m}, o));
+  }
+  Weight gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  DecoderLayerImpl(const LlamaConfig& c, const at::TensorOptions& o) {
+    self_attn = register_module("self_attn", Attention(c, o));
+    mlp = register_module("mlp", Mlp(c, o));
+    input_layernorm = register_module("input_layernorm", Weight(at::IntArrayRef{c.hidden_size}, o));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", Weight(at::IntArrayRef{c.hidden_size}, o));
+  }
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  Weight input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+struct BackboneImpl : torch::nn::Module {
+  BackboneImpl(const LlamaConfig& c, const at::TensorOptions& o) {
+    embed_tokens =
+        register_module("embed_tokens", Weight(at::IntArrayRef{c.vocab_size, c.hidden_size}, o));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      list.push_back(DecoderLayer(c, o));
+      layers->push_back(list.back());
+    }
+    norm = register_module("norm", Weight(at::IntArrayRef{c.hidden_size}, o));
+  }
+  Weight embed_tokens{nullptr}, norm{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  std::vector<DecoderLayer> list;  // the same layers, typed
+};
+TORCH_MODULE(Backbone);
+
+// RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (x.scalar_type() == at::kFloat) {
+    return at::rms_norm(x, {x.size(-1)}, weight, eps);
+  }
+  const auto xf = x.to(at::kFloat);
+  const auto normed = xf * at::rsqrt(xf.pow(2).mean({-1}, true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+// x [B, heads, T, hd] -> cat(-x2, x1) where x1, x2 are the two halves of the last dim.
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
+}
+
+// Inverse RoPE frequencies [hd/2] float32 on CPU, with Llama 3.1 scaling when configured.
+at::Tensor inverse_frequencies(const LlamaConfig& c) {
+  const int64_t dim = c.resolved_head_dim();
+  const auto exponents = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  auto inv = 1.0 / at::pow(c.rope_theta, exponents);  // [dim/2]
+  const auto& s = c.rope_scaling;
+  if (s.rope_type == "llama3") {
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_wavelen = old_len / s.low_freq_factor;
+    const double high_wavelen = old_len / s.high_freq_factor;
+    const auto wavelen = 2 * M_PI / inv;
+    auto scaled = at::where(wavelen > low_wavelen, inv / s.factor, inv);
+    const auto smooth =
+        (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    const auto smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+    const auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv = at::where(medium, smoothed, scaled);
+  }
+  return inv.contiguous();
+}
+
+// Per-token positions when the caller gave none: 0..T-1, or restarting at each new document.
+at::Tensor default_positions(const ForwardInputs& in) {
+  const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
+  const auto opts = in.input_ids.options().dtype(at::kLong);
+  auto pos = at::arange(T, opts).unsqueeze(0).expand({B, T});  // [B, T]
+  if (!in.document_ids.defined() || T == 0) return pos.contiguous();
+  // Start index of the current document at each token: the last t' <= t where doc changes.
+  const auto doc = in.document_ids.to(at::kLong);
+  auto starts = at::zeros({B, T}, opts);
+  if (T > 1) {
+    const auto change = doc.narrow(1, 1, T - 1).ne(doc.narrow(1, 0, T - 1));  // [B, T-1]
+    starts.narrow(1, 1, T - 1).copy_(at::where(change, pos.narrow(1, 1, T - 1), 0));
+  }
+  return pos - std::get<0>(starts.cummax(1));
+}
+
+// Boolean attention mask [B, 1, T, T] (true = may attend), or undefined when plain causal
+// attention is exact (no documents, no padding).
+at::Tensor attention_mask_for(const ForwardInputs& in) {
+  const int64_t T = in.input_ids.size(1);
+  const bool has_padding =
+      in.attention_mask.defined() && !in.attention_mask.to(at::kBool).all().item<bool>();
+  if (!in.document_ids.defined() && !has_padding) return {};
+  const auto dev = in.input_ids.device();
+  auto m = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(dev)).tril().unsqueeze(0);
+  if (in.document_ids.defined()) {
+    const auto doc = in.document_ids.to(dev);
+    m = m.logical_and(doc.unsqueeze(2).eq(doc.unsqueeze(1)));  // [B, T, T]
+  }
+  if (has_padding) {
+    m = m.logical_and(in.attention_mask.to(dev).to(at::kBool).unsqueeze(1));
+    // Padding queries would see nothing (NaN rows); let every token see itself.
+    m = m.logical_or(at::eye(T, at::TensorOptions().dtype(at::kBool).device(dev)).unsqueeze(0));
+  }
+  return m.unsqueeze(1);
+}
+
+struct Rope {
+  at::Tensor cos, sin;  // [B, 1, T, hd] in the activation dtype
+};
+
+at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const at::Tensor& x,
+                           const Rope& rope, const at::Tensor& mask) {
+  const int64_t B = x.size(0), T = x.size(1), hd = c.resolved_head_dim();
+  const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  auto q = at::linear(x, a.q_proj->weight).view({B, T, nh, hd}).transpose(1, 2);   // [B,nh,T,hd]
+  auto k = at::linear(x, a.k_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
+  auto v = at::linear(x, a.v_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
+  q = q * rope.cos + rotate_half(q) * rope.sin;
+  k = k * rope.cos + rotate_half(k) * rope.sin;
+  if (nkv != nh) {
+    k = k.repeat_interleave(nh / nkv, 1);  // [B, nh, T, hd]
+    v = v.repeat_interleave(nh / nkv, 1);
+  }
+  at::Tensor out;
+  if (mask.defined()) {
+    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  }
+  out = out.transpose(1, 2).reshape({B, T, nh * hd});  // [B, T, nh*hd]
+  return at::linear(out, a.o_proj->weight);
+}
+
+at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const at::Tensor& x,
+                         const Rope& rope, const at::Tensor& mask) {
+  auto h = x + attention_block(*l.self_attn, c, rms_norm(x, l.input_layernorm->weight,
+                                                         c.rms_norm_eps), rope, mask);
+  const auto n = rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
+  const auto& m = *l.mlp;
+  const auto act = at::silu(at::linear(n, m.gate_proj->weight)) * at::linear(n, m.up_proj->weight);
+  return h + at::linear(act, m.down_proj->weight);
+}
+
+// Activation checkpointing: the forward keeps only the layer's input; backward recomputes the
+// layer with autograd on and differentiates it. No randomness inside a layer, so recomputation
+// is exact.
+struct LayerCall : torch::CustomClassHolder {
+  const DecoderLayerImpl* layer;
+  const LlamaConfig* config;
+  Rope rope;
+  at::Tensor mask;
+};
+
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::TensorList& params, c10::IValue call) {
+    const auto* c = static_cast<LayerCall*>(call.toCapsule().get());
+    ctx->saved_data["call"] = call;
+    ctx->save_for_backward({x});
+    at::NoGradGuard no_grad;
+    return layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto* c = static_cast<LayerCall*>(ctx->saved_data["call"].toCapsule().get());
+    const auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    std::vector<at::Tensor> inputs{x};
+    for (const auto& p : c->layer->parameters()) inputs.push_back(p);
+    at::Tensor out;
+    {
+      at::AutoGradMode grad_on(true);
+      out = layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
+    }
+    auto g = torch::autograd::grad({out}, inputs, {grads[0]}, false, false, true);
+    // Outputs: grad for x, one per parameter, none for the capsule.
+    g.push_back(at::Tensor());
+    return g;
+  }
+};
+
+void check_inputs(const ForwardInputs& in, const LlamaConfig& c) {
+  const auto& ids = in.input_ids;
+  if (!ids.defined() || ids.dim() != 2 || ids.scalar_type() != at::kLong) {
+    throw UsageError("model input_ids must be an int64 tensor [B, T]");
+  }
+  for (const auto* t : {&in.position_ids, &in.document_ids, &in.attention_mask}) {
+    if (t->defined() && t->sizes() != ids.sizes()) {
+      throw UsageError("position_ids/document_ids/attention_mask must have input_ids' shape [B, T]");
+    }
+  }
+  if (ids.numel() > 0) {
+    const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= c.vocab_size) {
+      throw UsageError("token id " + std::to_string(lo < 0 ? lo : hi) + " outside the vocabulary [0, " +
+                       std::to_string(c.vocab_size) + ")");
+    }
+  }
+}
+
+}  // namespace
+
+struct LlamaModelImpl::Parts {
+  Backbone model{nullptr};
+  Weight lm_head{nullptr};  // untied causal LM only
+  Weight score{nullptr};    // reward model only
+  at::Tensor inv_freq;      // [hd/2] float32, CPU
+};
+
+LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config, at::TensorOptions options,
+                               bool random_init)
+    : config_(config), parts_(std::make_shared<Parts>()) {
+  if (config_.vocab_size <= 0 || config_.hidden_size <= 0 || config_.num_hidden_layers <= 0 ||
+      config_.num_attention_heads <= 0 || config_.num_key_value_heads <= 0 ||
+      config_.num_attention_heads % config_.num_key_value_heads != 0) {
+    throw UsageError("invalid Llama config: sizes must be positive and kv heads divide heads");
+  }
+  parts_->model = register_module("model", Backbone(config_, options));
+  if (config_.kind == ModelKind::kRewardModel) {
+    parts_->score = register_module("score", Weight(at::IntArrayRef{1, config_.hidden_size}, options));
+  } else if (!config_.tie_word_embeddings) {
+    parts_->lm_head = register_module(
+        "lm_head", Weight(at::IntArrayRef{config_.vocab_size, config_.hidden_size}, options));
+  }
+  parts_->inv_freq = inverse_frequencies(config_);
+  if (random_init) reset_parameters();
+}
+
+void LlamaModelImpl::reset_parameters(std::optional<uint64_t> seed) {
+  at::NoGradGuard no_grad;
+  std::optional<at::Generator> gen;
+  if (seed) gen = at::make_generator<at::CPUGeneratorImpl>(*seed);
+  for (auto& item : named_parameters()) {
+    auto& p = item.value();
+    if (p.dim() == 1) {
+      p.fill_(1.0);  // RMSNorm weights
+      continue;
+    }
+    auto draw = at::empty(p.sizes(), at::kFloat);
+    draw.normal_(0.0, config_.initializer_range, gen);
+    p.copy_(draw);
+  }
+}
+
+at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
+  check_inputs(in, config_);
+  const auto& c = config_;
+  auto& model = *parts_->model;
+  const auto& weight = model.embed_tokens->weight;
+  const auto dtype = weight.scalar_type();
+  const auto dev = weight.device();
+  auto x = at::embedding(weight, in.input_ids.to(dev));  // [B, T, H]
+
+  // RoPE tables in float32, then cast to the activation dtype as transformers does.
+  const auto pos = (in.position_ids.defined() ? in.position_ids : default_positions(in))
+                       .to(dev).to(at::kFloat);                                // [B, T]
+  const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
+  const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                      // [B,1,T,hd]
+  const Rope rope{emb.cos().to(dtype), emb.sin().to(dtype)};
+  const auto mask = attention_mask_for(in);
+
+  const bool checkpoint = activation_checkpointing_ && at::GradMode::is_enabled();
+  for (const auto& layer : model.list) {
+    if (checkpoint) {
+      auto call = c10::make_intrusive<LayerCall>();
+      call->layer = layer.get();
+      call->config = &config_;
+      call->rope = rope;
+      call->mask = mask;
+      const auto params = layer->parameters();
+      x = CheckpointedLayer::apply(x, at::TensorList(params), c10::IValue::make_capsule(call));
+    } else {
+      x = layer_forward(*layer, c, x, rope, mask);
+    }
+  }
+  return rms_norm(x, model.norm->weight, c.rms_norm_eps);
+}
+
+at::Tensor LlamaModelImpl::lm_head_weight() const {
+  if (config_.kind == ModelKind::kRewardModel) {
+    throw UsageError("a reward model has no language-model head");
+  }
+  return parts_->lm_head ? parts_->lm_head->weight : parts_->model->embed_tokens->weight;
+}
+
+at::Tensor LlamaModelImpl::score_weight() const {
+  if (config_.kind != ModelKind::kRewardModel) throw UsageError("not a reward model");
+  return parts_->score->weight;
+}
+
+at::Tensor LlamaModelImpl::lm_logits(const at::Tensor& hidden) {
+  return at::linear(hidden, lm_head_weight());
+}
+
+at::Tensor LlamaModelImpl::rewards(const ForwardInputs& in) {
+  if (config_.kind != ModelKind::kRewardModel) {
+    throw UsageError("rewards() needs a reward model (LlamaForSequenceClassification)");
+  }
+  const auto hidden = hidden_states(in);                                      // [B, T, H]
+  const auto scores = at::linear(hidden, parts_->score->weight).squeeze(-1);  // [B, T]
+  const int64_t T = in.input_ids.size(1);
+  const auto dev = scores.device();
+  const auto idx = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
+  // Last index whose token is real: by attention_mask, else by token != pad_token_id.
+  const auto real = in.attention_mask.defined()
+                        ? in.attention_mask.to(dev).to(at::kBool)
+                        : in.input_ids.to(dev).ne(config_.pad_token_id.value_or(-1));
+  const auto last = (idx.unsqueeze(0) * real.to(at::kLong)).argmax(1);  // [B]
+  return scores.gather(1, last.unsqueeze(1)).squeeze(1).to(at::kFloat);
+}
+
+at::Tensor LlamaModelImpl::forward(const ForwardInputs& in) {
+  if (config_.kind == ModelKind::kRewardModel) return rewards(in);
+  return lm_logits(hidden_states(in));
+}
+
+}  // namespace posttrain::core
