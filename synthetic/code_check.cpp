@@ -144,9 +144,10 @@ CodeCheck check_code_source(const std::string& code, const std::vector<std::stri
   if (c.run.verdict == Verdict::kTimeout || c.run.verdict == Verdict::kLimit) {
     c.verdict = verdict_name(c.run.verdict);
     c.stage = "run";
+    std::ostringstream seconds;
+    seconds << sandbox.options().limits.wall_seconds;
     c.feedback = c.run.verdict == Verdict::kTimeout
-                     ? "The program did not finish within " +
-                           std::to_string(sandbox.options().limits.wall_seconds) +
+                     ? "The program did not finish within " + seconds.str() +
                            " s (timed out); look for an infinite loop or a slow algorithm."
                      : "The program exceeded the " + c.run.limit +
                            " limit of the sandbox and was stopped.";

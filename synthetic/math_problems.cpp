@@ -139,7 +139,7 @@ void shopping(Rng& rng, int difficulty, MathProblem* p) {
   Rational total(0);
   std::string buys, sum_lhs;
   for (int i = 0; i < n_items; ++i) {
-    int64_t qty = rng.uniform(1, difficulty == 1 ? 5 : 12);
+    int64_t qty = rng.uniform(2, difficulty == 1 ? 5 : 12);
     Rational each = price(rng, difficulty);
     buys += (i == 0 ? "" : i == n_items - 1 ? " and " : ", ") + std::to_string(qty) + " " +
             items[i] + " at $" + money(each) + " each";

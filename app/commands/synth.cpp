@@ -1,0 +1,136 @@
+// posttrain synth math|code|tool: synthetic problems, and given candidates, checked dialogues
+// with their feedback trail (self-correction), filtered, to JSONL and/or the store.
+#include <cmath>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "app/command.h"
+#include "app/options.h"
+#include "common/jsonl.h"
+#include "synthetic/math_problems.h"
+#include "synthetic/pipeline.h"
+
+namespace posttrain::app {
+namespace {
+
+const char kUsage[] =
+    "usage: posttrain synth math|code|tool --count N [--seed S] [--difficulty LEVEL]\n"
+    "         [--candidates FILE | --model DIR] (--output FILE.jsonl | --store DB)\n\n"
+    "Without candidates: writes the problems. With --candidates (JSONL lines {\"id\", "
+    "\"attempts\": [...]}, ids as in the problems of the same --seed/--count/--difficulty), "
+    "checks attempt 1, feeds the checker's feedback back and checks the next attempt, up to "
+    "--max-attempts; keeps a dialogue only when it ends correct (failed attempts carry weight 0).";
+
+// Sandbox limits from the flags: CPU time follows the wall-clock timeout.
+synthetic::SandboxOptions sandbox_options(const po::variables_map& vm) {
+  synthetic::SandboxOptions s;
+  double timeout = vm["timeout"].as<double>();
+  if (!(timeout > 0 && timeout <= 600)) throw UsageError("--timeout must be in (0, 600] seconds");
+  s.limits.wall_seconds = timeout;
+  s.limits.cpu_seconds = static_cast<int>(std::ceil(timeout));
+  int64_t mb = vm["memory-mb"].as<int64_t>();
+  if (mb < 64) throw UsageError("--memory-mb must be at least 64");
+  s.limits.memory_bytes = mb << 20;
+  return s;
+}
+
+void print_summary(const std::string& kind, const synthetic::SynthResult& r, bool checked) {
+  if (!checked) {
+    std::cerr << "synth " << kind << ": " << r.items.size() << " problems\n";
+    return;
+  }
+  nlohmann::json j = r.summary();
+  std::cerr << j.dump() << "\n";
+  auto pct = [](double x) { return std::to_string(static_cast<int>(std::round(x * 1000)) / 10.0).substr(0, 5) + "%"; };
+  std::cerr << "synth " << kind << ": " << r.items.size() << " problems, "
+            << r.stats.problems << " with candidates; correct at first try " << r.stats.first_try
+            << " (" << pct(j["share_correct_first_try"].get<double>()) << "), fixed by feedback "
+            << r.stats.fixed << " (" << pct(j["share_fixed_by_feedback"].get<double>())
+            << "), never correct " << r.stats.failed << "; kept " << r.kept << "\n";
+}
+
+int run_synth_command(const std::vector<std::string>& args) {
+  po::options_description desc("synth options");
+  desc.add_options()
+      ("kind", po::value<std::string>(), "math, code or tool")
+      ("count", po::value<int64_t>(), "number of problems (code with --problems: at most this many)")
+      ("seed", po::value<uint64_t>()->default_value(0), "seed; the same seed gives the same problems")
+      ("difficulty", po::value<std::string>()->default_value("mixed"), "easy, medium, hard or mixed")
+      ("candidates", po::value<std::string>(), "JSONL of {\"id\", \"attempts\": [...]} to check")
+      ("model", po::value<std::string>(), "generate candidates with this model (needs the decoder)")
+      ("store", po::value<std::string>(), "also write problems, attempts and kept dialogues here")
+      ("round", po::value<int>()->default_value(0), "round recorded in the store")
+      ("source", po::value<std::string>(), "source name in the store (default synth-KIND)")
+      ("max-attempts", po::value<int>()->default_value(3), "attempts per problem (self-correction)")
+      ("workers", po::value<int>()->default_value(2), "parallel checks (sandbox workers)")
+      ("timeout", po::value<double>()->default_value(2.0), "sandbox wall-clock seconds per run")
+      ("memory-mb", po::value<int64_t>()->default_value(512), "sandbox address-space limit")
+      ("problems", po::value<std::string>(), "code: read problems from this JSONL")
+      ("docs", po::value<std::string>(), "tool: lookup over the .txt/.md files of this folder")
+      ("near-dup", po::value<double>()->default_value(0.9), "drop kept responses at least this "
+       "similar (MinHash) to an earlier one; 0 disables")
+      ("min-chars", po::value<int64_t>()->default_value(1), "shortest kept response")
+      ("max-chars", po::value<int64_t>()->default_value(20000), "longest kept response")
+      ("no-step-check", "math: do not fail answers whose shown equations are wrong")
+      ("allow-no-tool", "tool: accept a correct answer that used no tool");
+  add_output_option(desc, "write problems / checked dialogues as JSONL here");
+  po::variables_map vm;
+  if (!parse_options(kUsage, desc, args, &vm, {{"kind", 1}})) return 0;
+  if (!vm.count("kind")) throw UsageError("give a kind: posttrain synth math|code|tool ...");
+  synthetic::SynthOptions o;
+  o.kind = synthetic::parse_kind(vm["kind"].as<std::string>());
+  std::string kind = synthetic::kind_name(o.kind);
+  if (vm.count("model")) {
+    throw UsageError("--model: generating candidates from a model needs the batched decoder "
+                     "(rejection_sampling, LibTorch build), which posttrain does not have yet; "
+                     "generate candidates elsewhere and pass them with --candidates FILE");
+  }
+  auto output = output_path(vm);
+  if (!output && !vm.count("store")) throw UsageError("synth: give --output FILE.jsonl or --store DB");
+  if (vm.count("count")) o.count = vm["count"].as<int64_t>();
+  else if (!vm.count("problems")) throw UsageError("synth: --count is required");
+  if (vm.count("count") && (o.count < 1 || o.count > 1000000)) {
+    throw UsageError("--count must be in [1, 1000000]");
+  }
+  o.seed = vm["seed"].as<uint64_t>();
+  o.difficulty = synthetic::parse_difficulty(vm["difficulty"].as<std::string>());
+  if (vm.count("candidates")) o.candidates = vm["candidates"].as<std::string>();
+  if (vm.count("problems")) {
+    if (o.kind != synthetic::Kind::kCode) throw UsageError("--problems is for synth code");
+    o.problems_file = vm["problems"].as<std::string>();
+  }
+  if (vm.count("docs")) {
+    if (o.kind != synthetic::Kind::kTool) throw UsageError("--docs is for synth tool");
+    o.docs_dir = vm["docs"].as<std::string>();
+  }
+  o.max_attempts = vm["max-attempts"].as<int>();
+  o.workers = vm["workers"].as<int>();
+  if (o.workers < 1 || o.workers > 64) throw UsageError("--workers must be in [1, 64]");
+  o.near_dup_threshold = vm["near-dup"].as<double>();
+  o.length.min_chars = vm["min-chars"].as<int64_t>();
+  o.length.max_chars = vm["max-chars"].as<int64_t>();
+  o.check_steps = !vm.count("no-step-check");
+  o.require_tool_use = !vm.count("allow-no-tool");
+  o.sandbox = sandbox_options(vm);
+
+  synthetic::SynthResult result = synthetic::run_synth(o);
+  if (output) {
+    JsonlWriter writer(*output);
+    for (const auto& item : result.items) writer.write(item.output_line());
+    writer.close();
+  }
+  if (vm.count("store")) {
+    std::string source = vm.count("source") ? vm["source"].as<std::string>() : "synth-" + kind;
+    synthetic::write_store(result, vm["store"].as<std::string>(), o.kind, vm["round"].as<int>(),
+                           source);
+  }
+  print_summary(kind, result, o.candidates.has_value());
+  return 0;
+}
+
+}  // namespace
+}  // namespace posttrain::app
+
+POSTTRAIN_COMMAND("synth", "synthetic math/code/tool problems; check candidates with feedback",
+                  posttrain::app::run_synth_command);
