@@ -20,11 +20,11 @@ Location at(const Location& where, const std::string& field) {
   return {where.file, where.line, field};
 }
 
-std::string byte_level_string(const std::string& raw) {
+std::string byte_level_string(const char* raw, size_t n) {
   std::string out;
-  out.reserve(raw.size() * 2);
+  out.reserve(n * 2);
   const auto& map = unicode::byte_to_char();
-  for (unsigned char b : raw) unicode::append_utf8(map[b], &out);
+  for (size_t i = 0; i < n; ++i) unicode::append_utf8(map[static_cast<unsigned char>(raw[i])], &out);
   return out;
 }
 
@@ -126,13 +126,13 @@ std::optional<int64_t> BpeModel::token_id(const std::string& token) const {
   return it->second;
 }
 
-void BpeModel::merge_word(const std::string& piece, std::vector<int32_t>* ids,
+void BpeModel::merge_word(const char* piece, size_t n, std::vector<int32_t>* ids,
                           std::vector<uint32_t>* lens) const {
   if (ignore_merges_) {
-    auto it = vocab_.find(byte_level_string(piece));
+    auto it = vocab_.find(byte_level_string(piece, n));
     if (it != vocab_.end()) {
       ids->push_back(it->second);
-      lens->push_back(static_cast<uint32_t>(piece.size()));
+      lens->push_back(static_cast<uint32_t>(n));
       return;
     }
   }
@@ -143,9 +143,10 @@ void BpeModel::merge_word(const std::string& piece, std::vector<int32_t>* ids,
     int32_t prev, next;
   };
   std::vector<Symbol> sym;
-  sym.reserve(piece.size());
+  sym.reserve(n);
   uint32_t pending = 0;  // bytes of dropped characters, credited to the next symbol
-  for (unsigned char b : piece) {
+  for (size_t k = 0; k < n; ++k) {
+    auto b = static_cast<unsigned char>(piece[k]);
     int32_t id = byte_ids_[b];
     if (id < 0) {
       if (!unk_id_) {
@@ -205,34 +206,34 @@ void BpeModel::merge_word(const std::string& piece, std::vector<int32_t>* ids,
   }
 }
 
-void BpeModel::encode_piece(const std::string& piece, std::vector<int64_t>* ids,
+void BpeModel::encode_piece(const char* piece, size_t n, std::vector<int64_t>* ids,
                             std::vector<size_t>* ends) const {
-  std::vector<int32_t> word_ids;
-  std::vector<uint32_t> lens;
-  bool cacheable = piece.size() <= kMaxCachedPiece;
-  bool hit = false;
+  auto emit = [&](const std::vector<int32_t>& word_ids, const std::vector<uint32_t>& lens) {
+    size_t end = 0;
+    for (size_t i = 0; i < word_ids.size(); ++i) {
+      ids->push_back(word_ids[i]);
+      end += lens[i];
+      if (ends) ends->push_back(end);
+    }
+  };
+  const bool cacheable = n <= kMaxCachedPiece;
+  std::string key;
+  if (cacheable) {
+    key.assign(piece, n);
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      emit(it->second.ids, it->second.lens);
+      return;
+    }
+  }
+  Cached fresh;
+  merge_word(piece, n, &fresh.ids, &fresh.lens);
+  emit(fresh.ids, fresh.lens);
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(piece);
-    if (it != cache_.end()) {
-      word_ids = it->second.ids;
-      lens = it->second.lens;
-      hit = true;
-    }
-  }
-  if (!hit) {
-    merge_word(piece, &word_ids, &lens);
-    if (cacheable) {
-      std::lock_guard<std::mutex> lock(cache_mutex_);
-      if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-      cache_.emplace(piece, Cached{word_ids, lens});
-    }
-  }
-  size_t end = 0;
-  for (size_t i = 0; i < word_ids.size(); ++i) {
-    ids->push_back(word_ids[i]);
-    end += lens[i];
-    if (ends) ends->push_back(end);
+    if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+    cache_.emplace(std::move(key), std::move(fresh));
   }
 }
 

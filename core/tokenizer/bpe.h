@@ -28,9 +28,9 @@ class BpeModel {
   BpeModel& operator=(const BpeModel&) = delete;
   BpeModel(BpeModel&&) = delete;
 
-  // Appends the ids of one piece (raw bytes) and, when `ends` is given, the end offset in the
-  // piece of each token.
-  void encode_piece(const std::string& piece, std::vector<int64_t>* ids,
+  // Appends the ids of one piece (raw bytes piece[0, n)) and, when `ends` is given, the end
+  // offset in the piece of each token.
+  void encode_piece(const char* piece, size_t n, std::vector<int64_t>* ids,
                     std::vector<size_t>* ends) const;
 
   int64_t size() const { return static_cast<int64_t>(id_to_token_.size()); }  // highest id + 1
@@ -46,7 +46,7 @@ class BpeModel {
     int32_t rank;
     int32_t new_id;
   };
-  void merge_word(const std::string& piece, std::vector<int32_t>* ids,
+  void merge_word(const char* piece, size_t n, std::vector<int32_t>* ids,
                   std::vector<uint32_t>* lens) const;
 
   std::unordered_map<std::string, int32_t> vocab_;

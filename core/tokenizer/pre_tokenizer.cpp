@@ -64,7 +64,8 @@ Behavior parse_behavior(const json& spec, const Location& where, const std::stri
                    "unsupported split behavior '" + b + "'");
 }
 
-// Applies `behavior` to the labelled runs of `piece` and appends the resulting pieces.
+// Applies `behavior` to the labelled runs of `piece` (offsets relative to piece.begin) and
+// appends the resulting pieces.
 void emit_split(const Piece& piece, std::vector<Run>& runs, Behavior behavior,
                 std::vector<Piece>* out) {
   std::vector<Run> merged;
@@ -111,15 +112,16 @@ void emit_split(const Piece& piece, std::vector<Run>& runs, Behavior behavior,
       }
       break;
   }
+  const size_t shift = piece.prefixed ? 1 : 0;
   for (const Run& r : merged) {
     size_t b = r.first.first, e = r.first.second;
     if (b >= e) continue;
     Piece p;
-    p.text.assign(piece.text, b, e - b);
+    p.begin = piece.begin + b;
+    p.end = piece.begin + e;
     p.prefixed = piece.prefixed && b == 0;
-    size_t shift = piece.prefixed ? 1 : 0;
     p.src_begin = piece.src_begin + (b >= shift ? b - shift : 0);
-    out->push_back(std::move(p));
+    out->push_back(p);
   }
 }
 
@@ -138,6 +140,8 @@ void matches_to_runs(const std::vector<std::pair<size_t, size_t>>& matches, size
 
 // Oniguruma (what Hugging Face tokenizers uses) matches \s to Unicode White_Space; PCRE2's
 // UCP \s also takes U+180E and a few others. Spell \s / \S as the property so both agree.
+// (One difference remains: PCRE2 10.42 classifies by Unicode 14, so a code point assigned later
+// counts as unassigned rather than, say, a letter.)
 std::string onig_compatible(const std::string& pattern) {
   std::string out;
   out.reserve(pattern.size() + 32);
@@ -214,7 +218,9 @@ void Regex::find_all(const char* s, size_t n, std::vector<std::pair<size_t, size
 
 struct PreTokenizer::Step {
   virtual ~Step() = default;
-  virtual void apply(const std::vector<Piece>& in, std::vector<Piece>* out) const = 0;
+  // Refines `in` into *out; pieces point into *buffer, which a step may append to.
+  virtual void apply(const std::vector<Piece>& in, std::string* buffer,
+                     std::vector<Piece>* out) const = 0;
   virtual bool is_byte_level() const { return false; }
 };
 
@@ -224,13 +230,14 @@ struct SplitStep : PreTokenizer::Step {
   std::unique_ptr<Regex> regex;
   Behavior behavior = Behavior::kIsolated;
   bool invert = false;
-  void apply(const std::vector<Piece>& in, std::vector<Piece>* out) const override {
+  void apply(const std::vector<Piece>& in, std::string* buffer,
+             std::vector<Piece>* out) const override {
     std::vector<std::pair<size_t, size_t>> matches;
     std::vector<Run> runs;
     for (const Piece& p : in) {
       matches.clear();
-      regex->find_all(p.text.data(), p.text.size(), &matches);
-      matches_to_runs(matches, p.text.size(), invert, &runs);
+      regex->find_all(buffer->data() + p.begin, p.size(), &matches);
+      matches_to_runs(matches, p.size(), invert, &runs);
       emit_split(p, runs, behavior, out);
     }
   }
@@ -240,22 +247,28 @@ struct ByteLevelStep : PreTokenizer::Step {
   std::unique_ptr<Regex> regex;  // null when use_regex is false
   bool add_prefix_space = false;
   bool is_byte_level() const override { return true; }
-  void apply(const std::vector<Piece>& in, std::vector<Piece>* out) const override {
+  void apply(const std::vector<Piece>& in, std::string* buffer,
+             std::vector<Piece>* out) const override {
     std::vector<std::pair<size_t, size_t>> matches;
     std::vector<Run> runs;
+    std::string copy;
     for (const Piece& original : in) {
       Piece p = original;
-      if (add_prefix_space && (p.text.empty() || p.text[0] != ' ')) {
-        p.text.insert(p.text.begin(), ' ');
+      if (add_prefix_space && (p.size() == 0 || (*buffer)[p.begin] != ' ')) {
+        copy.assign(1, ' ');
+        copy.append(*buffer, p.begin, p.size());
+        p.begin = buffer->size();
+        buffer->append(copy);
+        p.end = buffer->size();
         p.prefixed = true;
       }
       if (!regex) {
-        if (!p.text.empty()) out->push_back(std::move(p));
+        if (p.size() > 0) out->push_back(p);
         continue;
       }
       matches.clear();
-      regex->find_all(p.text.data(), p.text.size(), &matches);
-      matches_to_runs(matches, p.text.size(), false, &runs);
+      regex->find_all(buffer->data() + p.begin, p.size(), &matches);
+      matches_to_runs(matches, p.size(), false, &runs);
       emit_split(p, runs, Behavior::kIsolated, out);
     }
   }
@@ -263,18 +276,19 @@ struct ByteLevelStep : PreTokenizer::Step {
 
 struct DigitsStep : PreTokenizer::Step {
   bool individual = false;
-  void apply(const std::vector<Piece>& in, std::vector<Piece>* out) const override {
+  void apply(const std::vector<Piece>& in, std::string* buffer,
+             std::vector<Piece>* out) const override {
     std::vector<std::pair<size_t, size_t>> matches;
     std::vector<Run> runs;
     for (const Piece& p : in) {
       matches.clear();
-      size_t pos = 0;
-      while (pos < p.text.size()) {
+      size_t pos = p.begin;
+      while (pos < p.end) {
         size_t start = pos;
-        char32_t c = unicode::next_utf8(p.text, &pos);
-        if (unicode::is_numeric(c)) matches.push_back({start, pos});
+        char32_t c = unicode::next_utf8(*buffer, &pos);
+        if (unicode::is_numeric(c)) matches.push_back({start - p.begin, pos - p.begin});
       }
-      matches_to_runs(matches, p.text.size(), false, &runs);
+      matches_to_runs(matches, p.size(), false, &runs);
       emit_split(p, runs, individual ? Behavior::kIsolated : Behavior::kContiguous, out);
     }
   }
@@ -357,17 +371,18 @@ bool PreTokenizer::ends_with_byte_level() const {
   return !steps_.empty() && steps_.back()->is_byte_level();
 }
 
-void PreTokenizer::run(const std::string& text, std::vector<Piece>* out) const {
-  std::vector<Piece> current;
-  current.push_back(Piece{text, 0, false});
+void PreTokenizer::run(const char* text, size_t n, std::string* buffer,
+                       std::vector<Piece>* out) const {
+  buffer->assign(text, n);
+  std::vector<Piece> current{Piece{0, n, 0, false}};
   std::vector<Piece> next;
   for (const auto& step : steps_) {
     next.clear();
-    step->apply(current, &next);
+    step->apply(current, buffer, &next);
     current.swap(next);
   }
-  for (Piece& p : current) {
-    if (!p.text.empty()) out->push_back(std::move(p));
+  for (const Piece& p : current) {
+    if (p.size() > 0) out->push_back(p);
   }
 }
 

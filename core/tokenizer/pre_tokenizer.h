@@ -17,14 +17,14 @@
 
 namespace posttrain::core {
 
-// A piece of pre-tokenised text. `text` is what BPE sees; it covers bytes
-// [src_begin, src_begin + text.size() - prefixed) of the segment, plus a leading space that
-// ByteLevel(add_prefix_space) invented when `prefixed`.
+// A piece of pre-tokenised text: bytes [begin, end) of the working buffer that
+// PreTokenizer::run fills. It covers bytes [src_begin, src_begin + size() - prefixed) of the
+// input, plus a leading space that ByteLevel(add_prefix_space) invented when `prefixed`.
 struct Piece {
-  std::string text;
+  size_t begin = 0, end = 0;
   size_t src_begin = 0;
   bool prefixed = false;
-  size_t src_end() const { return src_begin + text.size() - (prefixed ? 1 : 0); }
+  size_t size() const { return end - begin; }
 };
 
 // A compiled PCRE2 pattern (UTF, UCP, JIT when available). Thread-safe: match scratch space is
@@ -58,8 +58,9 @@ class PreTokenizer {
   static PreTokenizer from_json(const nlohmann::json& spec, const Location& where);
   // True when the last step is ByteLevel (required for byte-level BPE).
   bool ends_with_byte_level() const;
-  // Cuts `text` (valid UTF-8) into pieces, appended to *out.
-  void run(const std::string& text, std::vector<Piece>* out) const;
+  // Cuts text[0, n) (valid UTF-8) into pieces, appended to *out; *buffer receives the bytes the
+  // pieces point into (the text, plus any invented prefix spaces).
+  void run(const char* text, size_t n, std::string* buffer, std::vector<Piece>* out) const;
 
  struct Step;  // one pre-tokenisation step (defined in the .cpp)
 

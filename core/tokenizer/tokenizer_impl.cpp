@@ -297,18 +297,20 @@ void TokenizerImpl::split_added(const std::string& text, const TokenTrie& trie,
   if (done < text.size()) emit(done, text.size(), -1);
 }
 
-void TokenizerImpl::encode_plain(const std::string& text, size_t offset,
+void TokenizerImpl::encode_plain(const char* text, size_t n, size_t offset,
                                  std::vector<int64_t>* ids,
                                  std::vector<std::pair<size_t, size_t>>* spans) const {
-  std::vector<Piece> pieces;
-  pre_tokenizer_.run(text, &pieces);
-  std::vector<size_t> ends;
+  thread_local std::vector<Piece> pieces;
+  thread_local std::string buffer;
+  thread_local std::vector<size_t> ends;
+  pieces.clear();
+  pre_tokenizer_.run(text, n, &buffer, &pieces);
   for (const Piece& p : pieces) {
     size_t first = ids->size();
     ends.clear();
-    model.encode_piece(p.text, ids, spans ? &ends : nullptr);
+    model.encode_piece(buffer.data() + p.begin, p.size(), ids, spans ? &ends : nullptr);
     if (!spans) continue;
-    size_t shift = p.prefixed ? 1 : 0;
+    const size_t shift = p.prefixed ? 1 : 0;
     size_t start = 0;
     for (size_t k = 0; k < ids->size() - first; ++k) {
       size_t b = start >= shift ? start - shift : 0;
@@ -335,6 +337,10 @@ void TokenizerImpl::encode(const std::string& text, bool add_special_tokens,
       if (spans) spans->push_back({begin, end});
       return;
     }
+    if (!nfc_ && normalized_trie_.empty()) {  // the common case: no copies
+      encode_plain(text.data() + begin, end - begin, begin, ids, spans);
+      return;
+    }
     std::string segment = text.substr(begin, end - begin);
     std::string normal = normalize(segment);
     bool exact = normal == segment;
@@ -345,7 +351,7 @@ void TokenizerImpl::encode(const std::string& text, bool add_special_tokens,
         ids->push_back(added[k].id);
         if (target) target->push_back({b, e});
       } else {
-        encode_plain(normal.substr(b, e - b), b, ids, target);
+        encode_plain(normal.data() + b, e - b, b, ids, target);
       }
     });
     if (spans) {

@@ -83,7 +83,8 @@ class TokenizerImpl {
   // emit(begin, end, added index or -1) for consecutive ranges covering text.
   template <typename Emit>
   void split_added(const std::string& text, const TokenTrie& trie, Emit emit) const;
-  void encode_plain(const std::string& text, size_t offset, std::vector<int64_t>* ids,
+  // Pre-tokenises and merges text[0, n); spans are shifted by `offset`.
+  void encode_plain(const char* text, size_t n, size_t offset, std::vector<int64_t>* ids,
                     std::vector<std::pair<size_t, size_t>>* spans) const;
 
   bool nfc_ = false;
