@@ -10,8 +10,8 @@
 //
 // Failure contract: every collective waits at most the timeout given to init(). A peer that
 // died (its sockets close) fails the collective at once; a peer that hangs fails it when the
-// timeout passes. Either way the call throws posttrain::core::DistributedError naming this rank, the
-// operation and the backend's reason; the process should then exit non-zero (the CLI does).
+// timeout passes. Either way the call throws posttrain::core::DistributedError naming this rank,
+// the operation and the backend's reason; the process should then exit non-zero (the CLI does).
 //
 // Loss normalisation across ranks is the caller's: gradients are SUMMED, not averaged. A trainer
 // that wants "sum of token losses / target tokens of the whole step" computes the global token
@@ -19,15 +19,15 @@
 // all_reduce_gradients(). The result equals one process seeing every rank's examples.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
-#include <c10/core/Device.h>
 
 #include "common/error.h"
 
@@ -41,9 +41,9 @@ class DistributedError : public Error {
 
 // Where this process sits in the job. Defaults are a single process.
 struct DistEnv {
-  int rank = 0;          // 0 <= rank < world_size
-  int world_size = 1;    // number of processes in the job
-  int local_rank = 0;    // rank among the processes of this machine (picks the CUDA device)
+  int rank = 0;        // 0 <= rank < world_size
+  int world_size = 1;  // number of processes in the job
+  int local_rank = 0;  // rank among the processes of this machine (picks the CUDA device)
   std::string master_addr = "127.0.0.1";  // host of rank 0's rendezvous store
   int master_port = 29500;                // its TCP port
 
@@ -69,9 +69,9 @@ class DataParallel {
   // Gloo when device is CPU, NCCL when CUDA (throws UsageError when this build has no NCCL).
   // `timeout` bounds the rendezvous and every later collective. Throws DistributedError when a
   // peer does not show up in time.
-  static std::shared_ptr<DataParallel> init(const DistEnv& env, at::Device device,
-                                            std::chrono::milliseconds timeout =
-                                                std::chrono::minutes(10));
+  static std::shared_ptr<DataParallel> init(
+      const DistEnv& env, at::Device device,
+      std::chrono::milliseconds timeout = std::chrono::minutes(10));
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
