@@ -19,7 +19,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 install_debian_packages() {
   local pkgs=(cmake ninja-build ccache g++ pkg-config nlohmann-json3-dev
               libboost-program-options-dev libsqlite3-dev libgtest-dev libgmock-dev
-              libpcre2-dev libicu-dev libssl-dev bubblewrap util-linux python3-venv)
+              libpcre2-dev libicu-dev libssl-dev libgloo-dev bubblewrap util-linux python3-venv)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
