@@ -3,9 +3,13 @@
 // one transaction, so a failure or a crash leaves the store as it was.
 #include "datastore/import.h"
 
+#include <fstream>
+#include <iostream>
+
 #include <nlohmann/json.hpp>
 
 #include "common/jsonl.h"
+#include "datastore/internal.h"
 
 namespace posttrain::datastore {
 
@@ -33,7 +37,160 @@ struct ParsedRow {
   std::optional<int> round;
   std::optional<std::string> source;
   Canonical dialogue;  // messages format only
+
+  void clear() {
+    responses.clear();
+    pairs.clear();
+    edited = -1;
+    strength.reset();
+    annotator.clear();
+    round.reset();
+    source.reset();
+  }
 };
+
+// Reads lines into a reused buffer (JsonlReader's rules: blank lines skipped, a trailing CR
+// dropped, 1-based line numbers), leaving UTF-8 and JSON checks to the caller so that the
+// common TRL line can skip the general JSON parser.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path) : path_(path) {
+    if (path == "-") {
+      in_ = &std::cin;
+      path_ = "<stdin>";
+      return;
+    }
+    file_.rdbuf()->pubsetbuf(buffer_, sizeof(buffer_));
+    file_.open(path, std::ios::binary);
+    if (!file_) throw IoError("cannot open " + path + " for reading");
+    in_ = &file_;
+  }
+  bool next(std::string_view* line) {
+    while (std::getline(*in_, text_)) {
+      ++line_;
+      if (!text_.empty() && text_.back() == '\r') text_.pop_back();
+      if (text_.find_first_not_of(" \t") == std::string::npos) continue;
+      *line = text_;
+      return true;
+    }
+    if (in_->bad()) throw IoError("read error in " + path_);
+    return false;
+  }
+  Location where() const { return {path_, line_, ""}; }
+  const std::string& text() const { return text_; }  // the line next() returned
+
+ private:
+  std::string path_;
+  char buffer_[1 << 16];
+  std::ifstream file_;
+  std::istream* in_ = nullptr;
+  std::string text_;
+  int64_t line_ = 0;
+};
+
+// The general path: the line as a JSON object, with JsonlReader's error messages.
+void parse_object(std::string_view line, const Location& where, Json* row) {
+  try {
+    *row = Json::parse(line);
+  } catch (const Json::parse_error& e) {
+    throw InputError(where, std::string("not valid JSON (") + e.what() + ")");
+  }
+  if (!row->is_object()) throw InputError(where, "expected a JSON object on each line");
+}
+
+// Fast path for the commonest TRL line: one flat object whose values are all strings. Returns
+// false (the caller then takes the general path, which also produces any error message) for
+// anything else, or for values the general path must judge (empty, identical). A string token
+// without escapes is already its own canonical JSON (the line is valid UTF-8 and a raw control
+// character would not scan), so it is hashed as it stands.
+bool parse_trl_fast(std::string_view s, const Location& where, ParsedRow* out) {
+  size_t i = 0, n = s.size();
+  auto ws = [&] {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  };
+  // Scans a string token at i; *escaped says whether it holds a backslash.
+  auto token = [&](std::string_view* tok, bool* escaped) {
+    if (i >= n || s[i] != '"') return false;
+    size_t start = i++;
+    *escaped = false;
+    while (i < n) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        *tok = s.substr(start, ++i - start);
+        return true;
+      }
+      if (c == '\\') {
+        *escaped = true;
+        i += 2;
+        continue;
+      }
+      if (c < 0x20) return false;
+      ++i;
+    }
+    return false;
+  };
+  std::string_view want[3] = {"\"prompt\"", "\"chosen\"", "\"rejected\""};
+  std::string_view got[3];
+  bool got_escaped[3] = {false, false, false};
+  ws();
+  if (i >= n || s[i] != '{') return false;
+  ++i;
+  ws();
+  while (true) {
+    std::string_view key, value;
+    bool key_escaped, value_escaped;
+    if (!token(&key, &key_escaped) || key_escaped) return false;
+    ws();
+    if (i >= n || s[i] != ':') return false;
+    ++i;
+    ws();
+    if (!token(&value, &value_escaped)) return false;
+    bool wanted = key == want[0] || key == want[1] || key == want[2];
+    if (value_escaped && !wanted) return false;  // its escapes are the general parser's to judge
+    for (int k = 0; k < 3; ++k) {
+      if (key != want[k]) continue;
+      if (!got[k].empty()) return false;  // a repeated key: let the general parser decide
+      got[k] = value;
+      got_escaped[k] = value_escaped;
+    }
+    ws();
+    if (i >= n) return false;
+    if (s[i] == ',') {
+      ++i;
+      ws();
+      continue;
+    }
+    if (s[i] != '}') return false;
+    ++i;
+    ws();
+    if (i != n) return false;
+    break;
+  }
+  Canonical c[3];
+  for (int k = 0; k < 3; ++k) {
+    if (got[k].size() <= 2) return false;  // missing or empty
+    c[k].shape = Shape::kText;
+    if (got_escaped[k]) {
+      Json v;
+      try {
+        v = Json::parse(got[k]);
+      } catch (const Json::parse_error&) {
+        return false;
+      }
+      if (v.get_ref<const std::string&>().empty()) return false;
+      c[k].text = canonical_json(v);
+    } else {
+      c[k].text.assign(got[k]);
+    }
+    c[k].digest = internal::digest(c[k].text);
+  }
+  if (c[1].digest == c[2].digest) return false;
+  out->prompt = std::move(c[0]);
+  out->responses.push_back(std::move(c[1]));
+  out->responses.push_back(std::move(c[2]));
+  out->pairs.emplace_back(0, 1);
+  return true;
+}
 
 Location at(const Location& where, const std::string& field) {
   Location l = where;
@@ -206,31 +363,34 @@ std::string file_stem(const std::string& path) {
 }  // namespace
 
 ImportSummary import_jsonl(Store& store, const std::string& path, const ImportOptions& options) {
-  JsonlReader reader(path);
+  LineReader reader(path);
   const int default_round = options.round.value_or(0);
   const std::string default_source = options.source.value_or(file_stem(path));
   ImportSummary sum;
   Transaction tx = store.transaction();
   Json row;
+  std::string_view line;
   std::vector<int64_t> ids;
-  while (true) {
-    ParsedRow parsed;
-    bool got_line = false;
+  ParsedRow parsed;
+  while (reader.next(&line)) {
+    ++sum.lines;
+    parsed.clear();
     try {
-      if (!reader.next(&row)) break;
-      got_line = true;
-      ++sum.lines;
       Location where = reader.where();
-      switch (options.format) {
-        case ImportFormat::kTrl: parse_trl(row, where, &parsed); break;
-        case ImportFormat::kHhRlhf: parse_hh(row, where, &parsed); break;
-        case ImportFormat::kRanking: parse_ranking(row, where, &parsed); break;
-        case ImportFormat::kAnnotations: parse_annotations(row, where, &parsed); break;
-        case ImportFormat::kMessages: parse_messages(row, where, &parsed); break;
+      if (!is_valid_utf8(reader.text())) throw InputError(where, "line is not valid UTF-8");
+      bool fast = options.format == ImportFormat::kTrl && parse_trl_fast(line, where, &parsed);
+      if (!fast) {
+        parse_object(line, where, &row);
+        switch (options.format) {
+          case ImportFormat::kTrl: parse_trl(row, where, &parsed); break;
+          case ImportFormat::kHhRlhf: parse_hh(row, where, &parsed); break;
+          case ImportFormat::kRanking: parse_ranking(row, where, &parsed); break;
+          case ImportFormat::kAnnotations: parse_annotations(row, where, &parsed); break;
+          case ImportFormat::kMessages: parse_messages(row, where, &parsed); break;
+        }
       }
     } catch (const InputError& e) {
       if (!options.skip_bad) throw;
-      if (!got_line) ++sum.lines;  // the line was not even JSON
       ++sum.skipped;
       if (options.on_skipped) options.on_skipped(e);
       continue;

@@ -7,8 +7,10 @@
 
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
+#include "common/jsonl.h"
 #include "datastore/internal.h"
 #include "datastore/schema.h"
 
@@ -103,7 +105,52 @@ Shape validate_content(const Json& value, const Location& where) {
   return Shape::kMessages;
 }
 
+namespace {
+
+// nlohmann's dump() of a string, written in runs instead of byte by byte: '"' and '\\' and the
+// control characters are escaped (\b \f \n \r \t, others as lower-case \u00xx), everything
+// else (UTF-8 included) is copied. Returns false when `s` is not valid UTF-8.
+bool dump_string(const std::string& s, std::string* out) {
+  if (!is_valid_utf8(s)) return false;
+  out->clear();
+  out->reserve(s.size() + 2);
+  out->push_back('"');
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default: {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+        out->append(buf);
+      }
+    }
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+  return true;
+}
+
+}  // namespace
+
 std::string canonical_json(const Json& value) {
+  std::string out;
+  if (value.is_string()) {
+    if (!dump_string(value.get_ref<const std::string&>(), &out)) {
+      throw InputError(Location{}, "content is not valid UTF-8");
+    }
+    return out;
+  }
   try {
     return value.dump();
   } catch (const Json::type_error& e) {
@@ -119,8 +166,8 @@ Canonical canonicalize(const Json& value, const Location& where) {
   Canonical c;
   c.shape = validate_content(value, where);
   try {
-    c.text = value.dump();
-  } catch (const Json::type_error&) {
+    c.text = canonical_json(value);
+  } catch (const InputError&) {
     throw InputError(where, "not valid UTF-8");
   }
   c.digest = internal::digest(c.text);

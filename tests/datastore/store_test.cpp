@@ -28,6 +28,20 @@ TEST(Content, HashIsSha256OfCanonicalJson) {
   EXPECT_EQ(content_hash("x"), sha256_hex("\"x\""));
 }
 
+TEST(Content, FastStringDumpMatchesNlohmann) {
+  // Every ASCII byte (controls, quote, backslash, DEL) and multi-byte UTF-8, against dump().
+  std::string all;
+  for (int c = 1; c < 128; ++c) all.push_back(static_cast<char>(c));
+  all += std::string("\0 naïve 数据 🙂 \xf4\x8f\xbf\xbf", 25);
+  EXPECT_EQ(canonical_json(Json(all)), Json(all).dump());
+  for (int c = 0; c < 128; ++c) {
+    std::string one(1, static_cast<char>(c));
+    EXPECT_EQ(canonical_json(Json(one)), Json(one).dump()) << c;
+  }
+  EXPECT_THROW(canonical_json(Json(std::string("bad \xff"))), InputError);
+  EXPECT_THROW(canonicalize(Json(std::string("\xc3")), Location{"f", 1, "prompt"}), InputError);
+}
+
 TEST(Content, ValidationNamesTheField) {
   Location where{"f.jsonl", 3, "prompt"};
   EXPECT_EQ(validate_content("a", where), Shape::kText);
