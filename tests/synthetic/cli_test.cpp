@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -157,6 +158,51 @@ TEST_F(Cli, SynthCodeWithCandidatesRunsTheTestsInTheSandbox) {
     EXPECT_EQ(row["attempts"][0]["verdict"], "fail");
     EXPECT_NE(row["attempts"][0]["feedback"].get<std::string>().find("got None"), std::string::npos);
     EXPECT_EQ(row["attempts"][1]["verdict"], "pass");
+  }
+}
+
+TEST_F(Cli, SynthToolWithCandidatesExecutesCallsIntoTheDialogue) {
+  ASSERT_EQ(run("synth tool --count 8 --seed 5 --out " + path("p.jsonl")), 0);
+  auto problems = lines(path("p.jsonl"));
+  std::vector<json> cands;
+  std::set<std::string> families;
+  for (const auto& p : problems) {
+    std::string family = p["family"], answer = p["answer"], prompt = p["prompt"];
+    families.insert(family);
+    std::string call;
+    if (family == "calc") {
+      std::string head = "What is the exact value of ";
+      call = "calculator.call(expression=\"" +
+             prompt.substr(head.size(), prompt.find('?') - head.size()) + "\")";
+    } else if (family == "lookup") {
+      call = "lookup.call(query=\"" + prompt.substr(0, prompt.find('?')) + "\")";
+    } else if (family == "lookup_calc") {
+      call = "calculator.call(expression=\"" + answer + "\")";
+    } else {
+      call = "print(" + answer + ")";
+    }
+    // First attempt: the right call but a wrong answer; second: the right answer.
+    std::string tool = "<|python_tag|>" + call + "<|eom_id|>";
+    cands.push_back({{"id", p["id"]},
+                     {"attempts", {tool + "Answer: wrong", tool + "Answer: " + answer}}});
+  }
+  EXPECT_GE(families.size(), 3u);
+  write_lines(path("cand.jsonl"), cands);
+  std::string err;
+  ASSERT_EQ(run("synth tool --count 8 --seed 5 --candidates " + path("cand.jsonl") + " --out " +
+                    path("d.jsonl"), &err), 0) << err;
+  for (const auto& row : lines(path("d.jsonl"))) {
+    ASSERT_TRUE(row["kept"].get<bool>()) << row.dump(1);
+    const json& m = row["messages"];
+    // system, user, call (w0), ipython, answer (w0), feedback, call (w1), ipython, answer (w1)
+    ASSERT_EQ(m.size(), 9u) << m.dump(1);
+    EXPECT_EQ(m[0]["role"], "system");
+    EXPECT_EQ(m[2]["weight"], 0);
+    EXPECT_EQ(m[3]["role"], "ipython");
+    EXPECT_EQ(m[5]["role"], "user");
+    EXPECT_EQ(m[6]["weight"], 1);
+    EXPECT_EQ(m[7]["role"], "ipython");
+    EXPECT_EQ(m[8]["content"], "Answer: " + row["answer"].get<std::string>());
   }
 }
 
