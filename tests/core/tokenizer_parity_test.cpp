@@ -1,7 +1,8 @@
 // Parity of our tokenizer with Hugging Face `tokenizers` on the tokenizer.json files that
 // tests/fixtures/make_tokenizer_fixtures.py trained (Llama 3 split + ignore_merges, GPT-2
-// ByteLevel regex + Digits, NFC + Qwen split) over multilingual text with special tokens, plus
-// the built-in byte-level tokenizer, broken-UTF-8 decoding and refused tokenizer.json inputs.
+// ByteLevel regex + Digits, NFC + Qwen split, every Split behaviour + BOS/EOS) over multilingual
+// text with special tokens, plus the built-in byte-level tokenizer, broken-UTF-8 decoding and
+// refused tokenizer.json inputs.
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -52,7 +53,8 @@ TEST_P(TokenizerParity, EncodeAndDecodeMatchHuggingFace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerParity,
-                         ::testing::Values("llama3", "gpt2_digits", "qwen_nfc"));
+                         ::testing::Values("llama3", "gpt2_digits", "qwen_nfc",
+                                           "split_behaviors"));
 
 TEST(TokenizerParity, ByteLevelBuiltInMatchesTheSameTokenizerBuiltInPython) {
   Tokenizer tok = Tokenizer::byte_level();
