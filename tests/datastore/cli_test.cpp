@@ -114,3 +114,56 @@ TEST(StoreCli, UsageErrorsExitTwo) {
 
 }  // namespace
 }  // namespace posttrain::datastore
+
+namespace posttrain::datastore {
+namespace {
+
+// Every --format on its fixture; counts derived by hand from tests/fixtures/datastore/*.jsonl.
+TEST(StoreCli, EveryImportFormatOnItsFixture) {
+  testing::TempDir dir;
+  std::string db = dir / "s.db";
+  std::string fx = std::string(POSTTRAIN_FIXTURES) + "/datastore/";
+  struct Case {
+    std::string format, file, summary;
+  };
+  std::vector<Case> cases = {
+      {"hh-rlhf", "hh_rlhf.jsonl", "imported 2 pairs, 0 duplicates, 0 skipped"},
+      // 3 responses -> 3 ordered pairs; 2 responses -> 1 pair.
+      {"ranking", "ranking.jsonl", "imported 4 pairs, 0 duplicates, 0 skipped"},
+      {"annotations", "annotations.jsonl", "imported 3 pairs, 0 duplicates, 0 skipped"},
+      {"messages", "messages.jsonl", "imported 2 dialogues, 0 duplicates, 0 skipped"},
+  };
+  for (const auto& c : cases) {
+    auto r = testing::run_cli("store import --store " + db + " --format " + c.format + " " +
+                                  fx + c.file,
+                              dir.path());
+    EXPECT_EQ(r.status, 0) << c.format << ": " << r.err;
+    EXPECT_EQ(r.out.rfind(c.summary, 0), 0u) << c.format << ": " << r.out;
+  }
+  auto store = Store::open(db);
+  EXPECT_EQ(store.count_pairs(), 9);
+  PairFilter by_source;
+  by_source.source = "vendor-b";
+  auto vendor = store.pairs(by_source);
+  ASSERT_EQ(vendor.size(), 1u);
+  EXPECT_EQ(vendor[0].round, 3);
+  EXPECT_EQ(vendor[0].strength, Strength::kMarginallyBetter);
+  // The expanded ranking export of the French row: edit > Bonjour, edit > Hola, Bonjour > Hola.
+  auto r = testing::run_cli("store export --store " + db + " --format trl --expand-rankings " +
+                                "--source ranking --out " + (dir / "x.jsonl"),
+                            dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto lines = testing::read_lines(dir / "x.jsonl");
+  ASSERT_EQ(lines.size(), 6u);  // 3 pairs of the prime row, 3 of the French row
+  EXPECT_EQ(Json::parse(lines[3])["chosen"][0]["content"], "Bonjour !");
+  EXPECT_EQ(Json::parse(lines[3])["rejected"][0]["content"], "Bonjour");
+  EXPECT_EQ(Json::parse(lines[5])["chosen"][0]["content"], "Bonjour");
+  r = testing::run_cli("store export --store " + db + " --format messages --out " +
+                           (dir / "m.jsonl"),
+                       dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(testing::read_lines(dir / "m.jsonl").size(), 2u);
+}
+
+}  // namespace
+}  // namespace posttrain::datastore
