@@ -1,5 +1,6 @@
 // Recursive descent: expr := term (('+'|'-') term)*; term := unary (('*'|'/') unary)*;
-// unary := ('+'|'-') unary | power; power := primary ('^' unary)?; primary := number | '(' expr ')'.
+// unary := ('+'|'-') unary | power; power := primary ('^' unary)?; primary := number | '(' expr
+// ')'.
 // '^' binds tighter than unary minus on its left (-2^2 = -4) and is right-associative.
 #include "synthetic/calculator.h"
 
@@ -57,17 +58,23 @@ class Parser {
   Rational expr() {
     Rational v = term();
     for (;;) {
-      if (eat('+')) v = v + term();
-      else if (eat('-')) v = v - term();
-      else return v;
+      if (eat('+'))
+        v = v + term();
+      else if (eat('-'))
+        v = v - term();
+      else
+        return v;
     }
   }
   Rational term() {
     Rational v = unary();
     for (;;) {
-      if (eat('*')) v = v * unary();
-      else if (eat('/')) v = v / unary();
-      else return v;
+      if (eat('*'))
+        v = v * unary();
+      else if (eat('/'))
+        v = v / unary();
+      else
+        return v;
     }
   }
   Rational unary() {
@@ -95,8 +102,8 @@ class Parser {
     size_t start = pos_;
     int64_t num = 0, den = 1;
     bool any = false, dot = false;
-    while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) ||
-                                (s_[pos_] == '.' && !dot))) {
+    while (pos_ < s_.size() &&
+           (std::isdigit(static_cast<unsigned char>(s_[pos_])) || (s_[pos_] == '.' && !dot))) {
       if (s_[pos_] == '.') {
         dot = true;
       } else {

@@ -5,10 +5,9 @@
 // marker; the checker guards training data against mistakes, not against an adversary.)
 #include "synthetic/code_check.h"
 
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 namespace posttrain::synthetic {
 
@@ -35,7 +34,8 @@ except SyntaxError as e:
 try:
     tree = ast.parse(tests, "tests.py")
 except SyntaxError as e:
-    report({"stage": "tests_syntax", "error": "SyntaxError in tests: %s (line %s)" % (e.msg, e.lineno)})
+    report({"stage": "tests_syntax",
+            "error": "SyntaxError in tests: %s (line %s)" % (e.msg, e.lineno)})
     sys.exit(4)
 ns = {"__name__": "solution"}
 try:
@@ -146,11 +146,11 @@ CodeCheck check_code_source(const std::string& code, const std::vector<std::stri
     c.stage = "run";
     std::ostringstream seconds;
     seconds << sandbox.options().limits.wall_seconds;
-    c.feedback = c.run.verdict == Verdict::kTimeout
-                     ? "The program did not finish within " + seconds.str() +
-                           " s (timed out); look for an infinite loop or a slow algorithm."
-                     : "The program exceeded the " + c.run.limit +
-                           " limit of the sandbox and was stopped.";
+    c.feedback =
+        c.run.verdict == Verdict::kTimeout
+            ? "The program did not finish within " + seconds.str() +
+                  " s (timed out); look for an infinite loop or a slow algorithm."
+            : "The program exceeded the " + c.run.limit + " limit of the sandbox and was stopped.";
     return c;
   }
   if (report.is_null()) {

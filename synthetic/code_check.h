@@ -3,18 +3,17 @@
 // why ("got 5, expected 6", or the exception text). Output the program prints is ignored.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "synthetic/sandbox.h"
 
 namespace posttrain::synthetic {
 
 struct TestOutcome {
-  std::string test;   // the assert source
+  std::string test;  // the assert source
   bool passed = false;
   std::string error;  // "got 5, expected 6" or "NameError: name 'f' is not defined"
 };
@@ -26,7 +25,7 @@ struct CodeCheck {
   std::string feedback;  // for the self-correction turn
   std::vector<TestOutcome> tests;
   int n_passed = 0;
-  RunResult run;         // the sandbox run (absent for an extract failure)
+  RunResult run;  // the sandbox run (absent for an extract failure)
   nlohmann::json details() const;
 };
 

@@ -51,7 +51,8 @@ std::vector<int64_t> random_list(Rng& rng, int difficulty, int64_t lo = -20, int
 std::string random_text(Rng& rng, int difficulty, const std::string& alphabet) {
   int64_t n = rng.uniform(0, difficulty == 1 ? 8 : 20);
   std::string s;
-  for (int64_t i = 0; i < n; ++i) s += alphabet[static_cast<size_t>(rng.uniform(0, alphabet.size() - 1))];
+  for (int64_t i = 0; i < n; ++i)
+    s += alphabet[static_cast<size_t>(rng.uniform(0, alphabet.size() - 1))];
   return s;
 }
 
@@ -65,7 +66,8 @@ void digit_sum(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "digit_sum";
   p->signature = "def digit_sum(n: int) -> int:";
   p->description = "Return the sum of the digits of the integer n written in base " +
-                   std::to_string(base) + ". For a negative n use its absolute value; the digit "
+                   std::to_string(base) +
+                   ". For a negative n use its absolute value; the digit "
                    "sum of 0 is 0.";
   for (int t = 0; t < test_count(d); ++t) {
     int64_t n = t == 0 ? 0 : rng.uniform(-100000, d == 3 ? 1000000000 : 100000);
@@ -93,8 +95,8 @@ void count_above(Rng& rng, int d, CodeProblem* p) {
   p->params = {{"threshold", limit}};
   p->entry_point = "count_above";
   p->signature = "def count_above(xs: list[int]) -> int:";
-  p->description = "Return how many elements of xs are strictly greater than " +
-                   std::to_string(limit) + ".";
+  p->description =
+      "Return how many elements of xs are strictly greater than " + std::to_string(limit) + ".";
   for (int t = 0; t < test_count(d); ++t) {
     auto xs = random_list(rng, d);
     int64_t n = std::count_if(xs.begin(), xs.end(), [&](int64_t x) { return x > limit; });
@@ -105,8 +107,9 @@ void count_above(Rng& rng, int d, CodeProblem* p) {
 void reverse_words(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "reverse_words";
   p->signature = "def reverse_words(s: str) -> str:";
-  p->description = "Return the words of s in reverse order joined by single spaces. Words are "
-                   "separated by one or more spaces; leading and trailing spaces are dropped.";
+  p->description =
+      "Return the words of s in reverse order joined by single spaces. Words are "
+      "separated by one or more spaces; leading and trailing spaces are dropped.";
   for (int t = 0; t < test_count(d); ++t) {
     std::string s = random_text(rng, d, "abcde   xyz");
     std::istringstream in(s);
@@ -130,8 +133,10 @@ void shift_letters(Rng& rng, int d, CodeProblem* p) {
     std::string s = random_text(rng, d, "abcxyzABCXYZ mn!?09");
     std::string out = s;
     for (char& c : out) {
-      if (c >= 'a' && c <= 'z') c = static_cast<char>('a' + (c - 'a' + k) % 26);
-      else if (c >= 'A' && c <= 'Z') c = static_cast<char>('A' + (c - 'A' + k) % 26);
+      if (c >= 'a' && c <= 'z')
+        c = static_cast<char>('a' + (c - 'a' + k) % 26);
+      else if (c >= 'A' && c <= 'Z')
+        c = static_cast<char>('A' + (c - 'A' + k) % 26);
     }
     p->tests.push_back("assert shift_letters(" + py_str(s) + ") == " + py_str(out));
   }
@@ -159,8 +164,9 @@ void rotate_right(Rng& rng, int d, CodeProblem* p) {
 void dedupe(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "dedupe";
   p->signature = "def dedupe(xs: list[int]) -> list[int]:";
-  p->description = "Return xs without repeated values, keeping the first occurrence of each "
-                   "value and the original order.";
+  p->description =
+      "Return xs without repeated values, keeping the first occurrence of each "
+      "value and the original order.";
   for (int t = 0; t < test_count(d); ++t) {
     auto xs = random_list(rng, d, -4, 4);
     std::vector<int64_t> out;
@@ -174,9 +180,10 @@ void dedupe(Rng& rng, int d, CodeProblem* p) {
 void run_length(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "run_length";
   p->signature = "def run_length(s: str) -> str:";
-  p->description = "Run-length encode s: each maximal run of one character becomes the "
-                   "character followed by the run's length, e.g. \"aaabcc\" -> \"a3b1c2\". The "
-                   "empty string encodes to the empty string.";
+  p->description =
+      "Run-length encode s: each maximal run of one character becomes the "
+      "character followed by the run's length, e.g. \"aaabcc\" -> \"a3b1c2\". The "
+      "empty string encodes to the empty string.";
   for (int t = 0; t < test_count(d); ++t) {
     std::string s = random_text(rng, d, "aaabbbccd");
     std::string out;
@@ -193,21 +200,23 @@ void run_length(Rng& rng, int d, CodeProblem* p) {
 void collatz_steps(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "collatz_steps";
   p->signature = "def collatz_steps(n: int) -> int:";
-  p->description = "For a positive integer n, count the steps to reach 1 when each step maps n "
-                   "to n / 2 if n is even and to 3 * n + 1 if n is odd (collatz_steps(1) == 0).";
+  p->description =
+      "For a positive integer n, count the steps to reach 1 when each step maps n "
+      "to n / 2 if n is even and to 3 * n + 1 if n is odd (collatz_steps(1) == 0).";
   for (int t = 0; t < test_count(d); ++t) {
     int64_t n = t == 0 ? 1 : rng.uniform(2, d == 3 ? 100000 : 1000), m = n, steps = 0;
     while (m != 1) m = (m % 2 == 0) ? m / 2 : 3 * m + 1, ++steps;
-    p->tests.push_back("assert collatz_steps(" + std::to_string(n) + ") == " +
-                       std::to_string(steps));
+    p->tests.push_back("assert collatz_steps(" + std::to_string(n) +
+                       ") == " + std::to_string(steps));
   }
 }
 
 void is_balanced(Rng& rng, int d, CodeProblem* p) {
   p->entry_point = "is_balanced";
   p->signature = "def is_balanced(s: str) -> bool:";
-  p->description = "Return True when the brackets (), [] and {} in s are balanced and properly "
-                   "nested; other characters are ignored.";
+  p->description =
+      "Return True when the brackets (), [] and {} in s are balanced and properly "
+      "nested; other characters are ignored.";
   for (int t = 0; t < test_count(d); ++t) {
     std::string s = random_text(rng, d, "()[]{}()a");
     std::string stack;
@@ -231,11 +240,16 @@ void is_balanced(Rng& rng, int d, CodeProblem* p) {
 
 const std::vector<std::pair<std::string, FamilyFn>>& families() {
   static const std::vector<std::pair<std::string, FamilyFn>> all = {
-      {"digit_sum", digit_sum},         {"running_sum", running_sum},
-      {"count_above", count_above},     {"reverse_words", reverse_words},
-      {"shift_letters", shift_letters}, {"rotate_right", rotate_right},
-      {"dedupe", dedupe},               {"run_length", run_length},
-      {"collatz_steps", collatz_steps}, {"is_balanced", is_balanced}};
+      {"digit_sum", digit_sum},
+      {"running_sum", running_sum},
+      {"count_above", count_above},
+      {"reverse_words", reverse_words},
+      {"shift_letters", shift_letters},
+      {"rotate_right", rotate_right},
+      {"dedupe", dedupe},
+      {"run_length", run_length},
+      {"collatz_steps", collatz_steps},
+      {"is_balanced", is_balanced}};
   return all;
 }
 
@@ -243,9 +257,12 @@ const std::vector<std::pair<std::string, FamilyFn>>& families() {
 
 std::vector<std::string> code_families(int difficulty) {
   switch (difficulty) {
-    case 1: return {"digit_sum", "running_sum", "count_above", "reverse_words"};
-    case 2: return {"shift_letters", "rotate_right", "dedupe", "run_length", "digit_sum"};
-    default: return {"run_length", "collatz_steps", "is_balanced", "rotate_right", "digit_sum"};
+    case 1:
+      return {"digit_sum", "running_sum", "count_above", "reverse_words"};
+    case 2:
+      return {"shift_letters", "rotate_right", "dedupe", "run_length", "digit_sum"};
+    default:
+      return {"run_length", "collatz_steps", "is_balanced", "rotate_right", "digit_sum"};
   }
 }
 
@@ -324,24 +341,32 @@ std::vector<CodeProblem> load_code_problems(const std::string& path) {
       throw InputError(reader.where("tests"), "must be a string or a list of strings");
     }
     if (p.tests.empty()) throw InputError(reader.where("tests"), "has no tests");
-    if (row.contains("entry_point")) p.entry_point = require_string(row, "entry_point", reader.where());
+    if (row.contains("entry_point"))
+      p.entry_point = require_string(row, "entry_point", reader.where());
     if (row.contains("difficulty")) {
       const auto& d = row["difficulty"];
-      p.difficulty = d.is_string() ? parse_difficulty(d.get<std::string>())
-                                   : static_cast<int>(require_int(row, "difficulty", reader.where()));
+      p.difficulty = d.is_string()
+                         ? parse_difficulty(d.get<std::string>())
+                         : static_cast<int>(require_int(row, "difficulty", reader.where()));
     }
-    if (!ids.insert(p.id).second) throw InputError(reader.where("id"), "duplicate id '" + p.id + "'");
+    if (!ids.insert(p.id).second)
+      throw InputError(reader.where("id"), "duplicate id '" + p.id + "'");
     out.push_back(std::move(p));
   }
   return out;
 }
 
 nlohmann::json to_json(const CodeProblem& p) {
-  return {{"id", p.id},          {"kind", "code"},
-          {"family", p.family},  {"difficulty", difficulty_name(p.difficulty)},
-          {"prompt", p.prompt()}, {"description", p.description},
-          {"signature", p.signature}, {"entry_point", p.entry_point},
-          {"tests", p.tests_source()}, {"params", p.params}};
+  return {{"id", p.id},
+          {"kind", "code"},
+          {"family", p.family},
+          {"difficulty", difficulty_name(p.difficulty)},
+          {"prompt", p.prompt()},
+          {"description", p.description},
+          {"signature", p.signature},
+          {"entry_point", p.entry_point},
+          {"tests", p.tests_source()},
+          {"params", p.params}};
 }
 
 }  // namespace posttrain::synthetic

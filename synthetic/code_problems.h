@@ -5,10 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace posttrain::synthetic {
 
@@ -17,8 +16,8 @@ struct CodeProblem {
   std::string family;  // built-in family name, or "jsonl"
   int difficulty = 1;
   std::string description;
-  std::string signature;          // "def rotate_right(xs: list[int]) -> list[int]:"
-  std::string entry_point;        // "rotate_right"
+  std::string signature;           // "def rotate_right(xs: list[int]) -> list[int]:"
+  std::string entry_point;         // "rotate_right"
   std::vector<std::string> tests;  // one assert statement each
   nlohmann::json params = nlohmann::json::object();  // drawn family parameters (base, k, ...)
 

@@ -2,10 +2,9 @@
 #include "synthetic/math_check.h"
 
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "synthetic/calculator.h"
 
@@ -122,8 +121,10 @@ std::optional<std::string> extract_final_answer(const std::string& response) {
   if (at != std::string::npos) {
     size_t start = at + 7, depth = 1, i = start;
     for (; i < response.size() && depth > 0; ++i) {
-      if (response[i] == '{') ++depth;
-      else if (response[i] == '}') --depth;
+      if (response[i] == '{')
+        ++depth;
+      else if (response[i] == '}')
+        --depth;
     }
     if (depth == 0) return trim(response.substr(start, i - 1 - start));
   }
@@ -174,15 +175,14 @@ void check_steps(const std::string& response, MathCheck* check) {
       if (!va || !vb) continue;
       ++check->steps_checked;
       if (*va != *vb) {
-        check->wrong_steps.push_back({static_cast<int>(ln + 1), a + " = " + b,
-                                      va->decimal_or_fraction()});
+        check->wrong_steps.push_back(
+            {static_cast<int>(ln + 1), a + " = " + b, va->decimal_or_fraction()});
       }
     }
   }
 }
 
-MathCheck check_math(const std::string& response, const Rational& expected,
-                     bool check_steps_too) {
+MathCheck check_math(const std::string& response, const Rational& expected, bool check_steps_too) {
   MathCheck c;
   auto given = extract_final_answer(response);
   std::ostringstream fb;

@@ -4,11 +4,10 @@
 // calculator, reporting the wrong ones.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "synthetic/rational.h"
 
@@ -22,12 +21,12 @@ struct WrongStep {
 
 struct MathCheck {
   bool passed = false;
-  std::string verdict;         // "pass" or "fail"
-  std::string given;           // the final answer as written ("" when none was found)
+  std::string verdict;  // "pass" or "fail"
+  std::string given;    // the final answer as written ("" when none was found)
   bool answer_correct = false;
   int steps_checked = 0;
   std::vector<WrongStep> wrong_steps;
-  std::string feedback;        // for the self-correction turn; never reveals the answer
+  std::string feedback;  // for the self-correction turn; never reveals the answer
   nlohmann::json details() const;
 };
 

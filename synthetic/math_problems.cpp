@@ -4,9 +4,8 @@
 
 #include <functional>
 #include <memory>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "synthetic/calculator.h"
 #include "synthetic/rng.h"
@@ -116,15 +115,16 @@ void arithmetic(Rng& rng, int difficulty, MathProblem* p) {
 }
 
 // ---- word problems ----
-const std::vector<std::string> kNames = {"Maya", "Tomas", "Aiko", "Lena", "Omar", "Priya",
-                                         "Jonas", "Zara", "Ravi", "Elif", "Noah", "Ines"};
-const std::vector<std::string> kItems = {"notebooks", "pens", "apples", "candles", "stamps",
-                                         "mugs", "batteries", "postcards", "bread rolls"};
+const std::vector<std::string> kNames = {"Maya",  "Tomas", "Aiko", "Lena", "Omar", "Priya",
+                                         "Jonas", "Zara",  "Ravi", "Elif", "Noah", "Ines"};
+const std::vector<std::string> kItems = {"notebooks", "pens",      "apples",
+                                         "candles",   "stamps",    "mugs",
+                                         "batteries", "postcards", "bread rolls"};
 
 Rational price(Rng& rng, int difficulty) {
   if (difficulty == 1) return Rational(rng.uniform(1, 9));
   if (difficulty == 2) return Rational(rng.uniform(2, 40) * 25, 100);  // quarters
-  return Rational(rng.uniform(101, 1999), 100);                       // any cents
+  return Rational(rng.uniform(101, 1999), 100);                        // any cents
 }
 
 void shopping(Rng& rng, int difficulty, MathProblem* p) {
@@ -141,8 +141,10 @@ void shopping(Rng& rng, int difficulty, MathProblem* p) {
   for (int i = 0; i < n_items; ++i) {
     int64_t qty = rng.uniform(2, difficulty == 1 ? 5 : 12);
     Rational each = price(rng, difficulty);
-    buys += (i == 0 ? "" : i == n_items - 1 ? " and " : ", ") + std::to_string(qty) + " " +
-            items[i] + " at $" + money(each) + " each";
+    buys += (i == 0             ? ""
+             : i == n_items - 1 ? " and "
+                                : ", ") +
+            std::to_string(qty) + " " + items[i] + " at $" + money(each) + " each";
     Rational cost = steps.add(std::to_string(qty) + " * " + operand(each), each * Rational(qty));
     sum_lhs += (i ? " + " : "") + operand(cost);
     total = total + cost;
@@ -150,7 +152,8 @@ void shopping(Rng& rng, int difficulty, MathProblem* p) {
   steps.add(sum_lhs, total);
   int64_t bill = 10;
   while (Rational(bill) < total) bill = bill < 20 ? 20 : bill < 50 ? 50 : bill + 50;
-  Rational change = steps.add(std::to_string(bill) + " - " + operand(total), Rational(bill) - total);
+  Rational change =
+      steps.add(std::to_string(bill) + " - " + operand(total), Rational(bill) - total);
   p->prompt = name + " buys " + buys + ". " + name + " pays with a $" + std::to_string(bill) +
               " bill. How much change, in dollars, does " + name + " get back?";
   p->answer = change;
@@ -167,13 +170,13 @@ void sharing(Rng& rng, int difficulty, MathProblem* p) {
     int64_t rest = total - spilled;
     spilled += rest % bottles;
   }
-  std::string cafe = rng.pick(std::vector<std::string>{"A cafe", "A school kitchen",
-                                                       "A juice stand", "A hotel"});
+  std::string cafe =
+      rng.pick(std::vector<std::string>{"A cafe", "A school kitchen", "A juice stand", "A hotel"});
   Steps steps;
   Rational t = steps.add(std::to_string(jugs) + " * " + std::to_string(liters), Rational(total));
   Rational rest = steps.add(operand(t) + " - " + std::to_string(spilled), t - Rational(spilled));
-  Rational each = steps.add(operand(rest) + " / " + std::to_string(bottles),
-                            rest / Rational(bottles));
+  Rational each =
+      steps.add(operand(rest) + " / " + std::to_string(bottles), rest / Rational(bottles));
   p->prompt = cafe + " makes " + std::to_string(jugs) + " jugs of juice with " +
               std::to_string(liters) + " liters in each jug. " + std::to_string(spilled) +
               " liters are spilled, and the rest is shared equally among " +
@@ -204,12 +207,12 @@ void speed(Rng& rng, int difficulty, MathProblem* p) {
 }
 
 void discount(Rng& rng, int difficulty, MathProblem* p) {
-  Rational base = difficulty == 1 ? Rational(rng.uniform(2, 30) * 10)
-                                  : Rational(rng.uniform(1000, 25000), 100);
+  Rational base =
+      difficulty == 1 ? Rational(rng.uniform(2, 30) * 10) : Rational(rng.uniform(1000, 25000), 100);
   int64_t off = rng.uniform(1, difficulty == 1 ? 5 : 15) * 5;
   int64_t tax = difficulty == 1 ? 0 : rng.uniform(1, 25);
-  std::string thing = rng.pick(std::vector<std::string>{"jacket", "lamp", "bicycle helmet",
-                                                        "backpack", "kettle"});
+  std::string thing =
+      rng.pick(std::vector<std::string>{"jacket", "lamp", "bicycle helmet", "backpack", "kettle"});
   Steps steps;
   Rational cut = steps.add(operand(base) + " * " + std::to_string(off) + " / 100",
                            base * Rational(off) / Rational(100));
@@ -221,7 +224,8 @@ void discount(Rng& rng, int difficulty, MathProblem* p) {
     Rational t = steps.add(operand(sale) + " * " + std::to_string(tax) + " / 100",
                            sale * Rational(tax) / Rational(100));
     final_price = steps.add(operand(sale) + " + " + operand(t), sale + t);
-    prompt += ", and then a " + std::to_string(tax) + "% sales tax is added to the discounted price";
+    prompt +=
+        ", and then a " + std::to_string(tax) + "% sales tax is added to the discounted price";
   }
   p->prompt = prompt + ". What is the final price in dollars?";
   p->answer = final_price;
@@ -235,9 +239,11 @@ MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty) {
   MathProblem p;
   p.difficulty = difficulty == 0 ? static_cast<int>(rng.uniform(1, 3)) : difficulty;
   using Family = void (*)(Rng&, int, MathProblem*);
-  static const std::vector<std::pair<std::string, Family>> families = {
-      {"arithmetic", arithmetic}, {"shopping", shopping}, {"sharing", sharing},
-      {"speed", speed},           {"discount", discount}};
+  static const std::vector<std::pair<std::string, Family>> families = {{"arithmetic", arithmetic},
+                                                                       {"shopping", shopping},
+                                                                       {"sharing", sharing},
+                                                                       {"speed", speed},
+                                                                       {"discount", discount}};
   const auto& family = rng.pick(families);
   p.family = family.first;
   family.second(rng, p.difficulty, &p);

@@ -122,8 +122,10 @@ std::map<std::string, json> read_candidates(const std::string& path,
       }
     }
     if (!ids.count(id)) {
-      throw InputError(reader.where("id"), "no problem '" + id + "' in this run (candidates "
-                       "must come from the same --seed, --count and --difficulty)");
+      throw InputError(reader.where("id"),
+                       "no problem '" + id +
+                           "' in this run (candidates "
+                           "must come from the same --seed, --count and --difficulty)");
     }
     if (!out.emplace(id, attempts).second) {
       throw InputError(reader.where("id"), "duplicate candidates for '" + id + "'");
@@ -231,11 +233,16 @@ SynthResult run_synth(const SynthOptions& o) {
     result.stats.add(item.correction);
     if (!item.correction.kept) continue;
     std::string text = final_text(item.correction);
-    if (!o.length.ok(text)) item.filtered = "length";
-    else if (!exact.add(text)) item.filtered = "exact_duplicate";
-    else if (o.near_dup_threshold > 0 && !near.add(text)) item.filtered = "near_duplicate";
-    if (item.filtered.empty()) ++result.kept;
-    else ++result.filtered[item.filtered];
+    if (!o.length.ok(text))
+      item.filtered = "length";
+    else if (!exact.add(text))
+      item.filtered = "exact_duplicate";
+    else if (o.near_dup_threshold > 0 && !near.add(text))
+      item.filtered = "near_duplicate";
+    if (item.filtered.empty())
+      ++result.kept;
+    else
+      ++result.filtered[item.filtered];
   }
   return result;
 }
@@ -296,8 +303,9 @@ std::pair<int64_t, int64_t> run_verify(const VerifyOptions& o, const std::string
     }
     if (o.kind == Kind::kMath) {
       const json& answer = require_field(row, "answer", reader.where());
-      std::string text = answer.is_string() ? answer.get<std::string>()
-                         : answer.is_number() ? answer.dump() : "";
+      std::string text = answer.is_string()   ? answer.get<std::string>()
+                         : answer.is_number() ? answer.dump()
+                                              : "";
       auto value = parse_number(text);
       if (!value) throw InputError(reader.where("answer"), "is not a number: " + answer.dump());
       checks.push_back(math_checker(*value, o.check_steps));
@@ -326,8 +334,8 @@ std::pair<int64_t, int64_t> run_verify(const VerifyOptions& o, const std::string
         if (!tools[i].is_string()) throw InputError(reader.where(f), "must be a string");
         std::string name = tools[i].get<std::string>();
         if (name != "calculator" && name != "lookup" && name != "python") {
-          throw InputError(reader.where(f), "unknown tool '" + name +
-                                                "' (calculator, lookup, python)");
+          throw InputError(reader.where(f),
+                           "unknown tool '" + name + "' (calculator, lookup, python)");
         }
         names.push_back(name);
         if (name == "python" && !sandbox) sandbox = make_sandbox(o.sandbox);
@@ -341,9 +349,9 @@ std::pair<int64_t, int64_t> run_verify(const VerifyOptions& o, const std::string
   if (o.kind == Kind::kTool) {
     registry = std::make_unique<ToolRegistry>(sandbox.get(), documents(o.docs_dir));
     for (size_t i = 0; i < rows.size(); ++i) {
-      checks[i] = tool_checker(attempts[i]["answer"],
-                               attempts[i]["tools"].get<std::vector<std::string>>(),
-                               registry.get(), o.require_tool_use);
+      checks[i] =
+          tool_checker(attempts[i]["answer"], attempts[i]["tools"].get<std::vector<std::string>>(),
+                       registry.get(), o.require_tool_use);
     }
   }
   std::vector<AttemptOutcome> outcomes(rows.size());

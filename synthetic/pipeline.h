@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "synthetic/filters.h"
 #include "synthetic/sandbox.h"
@@ -30,21 +29,21 @@ struct SynthOptions {
   std::optional<std::string> docs_dir;       // lookup documents instead of the built-in set
   int max_attempts = 3;
   int workers = 2;
-  bool check_steps = true;        // math: a wrong shown equation fails the attempt
-  bool require_tool_use = true;   // tool: an answer needs one successful tool call
+  bool check_steps = true;          // math: a wrong shown equation fails the attempt
+  bool require_tool_use = true;     // tool: an answer needs one successful tool call
   double near_dup_threshold = 0.9;  // kept responses this similar to an earlier one are dropped
-  LengthLimits length;            // on the final (passing) response
+  LengthLimits length;              // on the final (passing) response
   SandboxOptions sandbox;
 };
 
 // One problem and what happened to it.
 struct SynthItem {
   std::string id;
-  nlohmann::json problem;   // the generator's record (id, kind, prompt, answer/tests/tools...)
-  nlohmann::json checker;   // what checks it: expected answer, tests, tools
+  nlohmann::json problem;  // the generator's record (id, kind, prompt, answer/tests/tools...)
+  nlohmann::json checker;  // what checks it: expected answer, tests, tools
   bool has_candidates = false;
   Correction correction;
-  std::string filtered;     // "" or why a passing dialogue was dropped
+  std::string filtered;  // "" or why a passing dialogue was dropped
   bool kept() const { return correction.kept && filtered.empty(); }
   nlohmann::json output_line() const;
 };

@@ -20,7 +20,7 @@ class MathError : public Error {
 class Rational {
  public:
   Rational() = default;
-  Rational(int64_t n) : num_(n) {}  // NOLINT: integers convert implicitly
+  Rational(int64_t n) : num_(n) {}     // NOLINT: integers convert implicitly
   Rational(int64_t num, int64_t den);  // throws MathError when den == 0
 
   int64_t num() const { return num_; }

@@ -33,11 +33,16 @@ namespace posttrain::synthetic {
 
 std::string verdict_name(Verdict v) {
   switch (v) {
-    case Verdict::kPass: return "pass";
-    case Verdict::kFail: return "fail";
-    case Verdict::kError: return "error";
-    case Verdict::kTimeout: return "timeout";
-    case Verdict::kLimit: return "limit";
+    case Verdict::kPass:
+      return "pass";
+    case Verdict::kFail:
+      return "fail";
+    case Verdict::kError:
+      return "error";
+    case Verdict::kTimeout:
+      return "timeout";
+    case Verdict::kLimit:
+      return "limit";
   }
   return "error";
 }
@@ -46,8 +51,10 @@ std::string RunResult::describe() const {
   std::ostringstream s;
   s << verdict_name(verdict);
   if (!limit.empty()) s << " (" << limit << ")";
-  if (signal) s << ", signal " << signal;
-  else if (exit_code >= 0) s << ", exit " << exit_code;
+  if (signal)
+    s << ", signal " << signal;
+  else if (exit_code >= 0)
+    s << ", exit " << exit_code;
   s << ", " << static_cast<int>(wall_seconds * 1000) << " ms";
   return s.str();
 }
@@ -108,7 +115,9 @@ void child_fail(const char* what) {
 }
 
 void set_limit(int resource, rlim_t soft, rlim_t hard) {
-  struct rlimit r{soft, hard};
+  struct rlimit r {
+    soft, hard
+  };
   if (setrlimit(resource, &r) != 0) child_fail("setrlimit failed");
 }
 
@@ -236,19 +245,33 @@ RunResult Sandbox::run(const Program& program, int slot) const {
   Fd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
   Fd status_r(status_pipe[0]), status_w(status_pipe[1]);
 
-  std::vector<std::string> args = {options_.bwrap, "--unshare-all", "--unshare-user",
-                                   "--disable-userns", "--die-with-parent", "--new-session",
-                                   "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                                   "--perms", "0700", "--size", std::to_string(lim.workdir_bytes),
-                                   "--tmpfs", "/tmp"};
+  std::vector<std::string> args = {options_.bwrap,
+                                   "--unshare-all",
+                                   "--unshare-user",
+                                   "--disable-userns",
+                                   "--die-with-parent",
+                                   "--new-session",
+                                   "--ro-bind",
+                                   "/",
+                                   "/",
+                                   "--proc",
+                                   "/proc",
+                                   "--dev",
+                                   "/dev",
+                                   "--perms",
+                                   "0700",
+                                   "--size",
+                                   std::to_string(lim.workdir_bytes),
+                                   "--tmpfs",
+                                   "/tmp"};
   for (size_t i = 0; i < program.files.size(); ++i) {
-    args.insert(args.end(), {"--file", std::to_string(file_fds[i].fd),
-                             "/tmp/" + program.files[i].first});
+    args.insert(args.end(),
+                {"--file", std::to_string(file_fds[i].fd), "/tmp/" + program.files[i].first});
   }
-  args.insert(args.end(), {"--json-status-fd", std::to_string(status_w.fd), "--chdir", "/tmp",
-                           "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME",
-                           "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                           "--"});
+  args.insert(args.end(),
+              {"--json-status-fd", std::to_string(status_w.fd), "--chdir", "/tmp", "--clearenv",
+               "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv",
+               "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--"});
   for (size_t i = 0; i < program.argv.size(); ++i) {
     args.push_back(i == 0 && program.argv[0] == "python" ? options_.python : program.argv[i]);
   }
@@ -305,7 +328,8 @@ RunResult Sandbox::run(const Program& program, int slot) const {
   char chunk[65536];
   while (out_r.fd >= 0 || err_r.fd >= 0 || status_r.fd >= 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now()).count();
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) {
       timed_out = true;
       break;
@@ -340,7 +364,7 @@ RunResult Sandbox::run(const Program& program, int slot) const {
   // Once the pipes are closed the program may still run (it can close them); wait up to the
   // deadline for bwrap to exit, then kill it, which tears down the whole PID namespace.
   int wstatus = 0;
-  struct rusage usage{};
+  struct rusage usage {};
   bool reaped = false;
   while (!too_much && !timed_out) {
     pid_t w = wait4(pid, &wstatus, WNOHANG, &usage);
@@ -371,8 +395,10 @@ RunResult Sandbox::run(const Program& program, int slot) const {
     auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (!reaped && std::chrono::steady_clock::now() < grace) {
       pid_t w = wait4(pid, &wstatus, WNOHANG, &usage);
-      if (w == pid) reaped = true;
-      else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (w == pid)
+        reaped = true;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (!reaped) {
       ::kill(-pid, SIGKILL);

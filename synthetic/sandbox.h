@@ -53,13 +53,13 @@ std::string verdict_name(Verdict v);  // "pass", "fail", "error", "timeout", "li
 
 struct RunResult {
   Verdict verdict = Verdict::kError;
-  int exit_code = -1;       // program's exit status when it exited
-  int signal = 0;           // signal that ended it (0 when it exited)
-  double wall_seconds = 0;  // measured
-  std::string limit;        // for kLimit: "cpu", "memory", "processes", "file_size", "output"
-  std::string out;          // stdout (capped)
-  std::string err;          // stderr (capped)
-  int uid = -1;             // host uid the program ran under
+  int exit_code = -1;            // program's exit status when it exited
+  int signal = 0;                // signal that ended it (0 when it exited)
+  double wall_seconds = 0;       // measured
+  std::string limit;             // for kLimit: "cpu", "memory", "processes", "file_size", "output"
+  std::string out;               // stdout (capped)
+  std::string err;               // stderr (capped)
+  int uid = -1;                  // host uid the program ran under
   std::string describe() const;  // one line: verdict, status, time, limit
 };
 

@@ -41,9 +41,12 @@ Correction self_correct(const nlohmann::json& head, const nlohmann::json& attemp
 void CorrectionStats::add(const Correction& c) {
   if (c.attempts.empty()) return;
   ++problems;
-  if (c.first_try) ++first_try;
-  else if (c.fixed_by_feedback) ++fixed;
-  else ++failed;
+  if (c.first_try)
+    ++first_try;
+  else if (c.fixed_by_feedback)
+    ++fixed;
+  else
+    ++failed;
   if (c.kept) {
     size_t k = c.attempts.size() - 1;
     if (passes_at.size() <= k) passes_at.resize(k + 1, 0);
@@ -54,15 +57,15 @@ void CorrectionStats::add(const Correction& c) {
 nlohmann::json CorrectionStats::to_json() const {
   auto share = [&](int64_t x) { return problems ? static_cast<double>(x) / problems : 0.0; };
   int64_t wrong_first = problems - first_try;
-  return {{"problems_with_candidates", problems},
-          {"correct_first_try", first_try},
-          {"fixed_by_feedback", fixed},
-          {"never_correct", failed},
-          {"share_correct_first_try", share(first_try)},
-          {"share_fixed_by_feedback", share(fixed)},
-          {"share_of_wrong_first_fixed",
-           wrong_first ? static_cast<double>(fixed) / wrong_first : 0.0},
-          {"passes_at_attempt", passes_at}};
+  return {
+      {"problems_with_candidates", problems},
+      {"correct_first_try", first_try},
+      {"fixed_by_feedback", fixed},
+      {"never_correct", failed},
+      {"share_correct_first_try", share(first_try)},
+      {"share_fixed_by_feedback", share(fixed)},
+      {"share_of_wrong_first_fixed", wrong_first ? static_cast<double>(fixed) / wrong_first : 0.0},
+      {"passes_at_attempt", passes_at}};
 }
 
 }  // namespace posttrain::synthetic

@@ -6,10 +6,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace posttrain::synthetic {
 
@@ -21,7 +20,7 @@ struct AttemptOutcome {
   // This attempt's messages: one assistant message, or for tool use the assistant calls with the
   // ipython results between them. Empty: the checker leaves it to self_correct (one message).
   nlohmann::json messages = nlohmann::json::array();
-  std::string candidate;   // the attempt as given (text; a list is dumped as JSON)
+  std::string candidate;  // the attempt as given (text; a list is dumped as JSON)
 };
 
 // Checks one attempt (a string, or for tool use possibly a list of strings).
@@ -44,10 +43,10 @@ Correction self_correct(const nlohmann::json& head, const nlohmann::json& attemp
                         int max_attempts, const AttemptChecker& check);
 
 struct CorrectionStats {
-  int64_t problems = 0;   // problems with at least one candidate
-  int64_t first_try = 0;  // correct at the first attempt
-  int64_t fixed = 0;      // wrong first, fixed by feedback
-  int64_t failed = 0;     // never correct within the attempts
+  int64_t problems = 0;            // problems with at least one candidate
+  int64_t first_try = 0;           // correct at the first attempt
+  int64_t fixed = 0;               // wrong first, fixed by feedback
+  int64_t failed = 0;              // never correct within the attempts
   std::vector<int64_t> passes_at;  // passes_at[k]: problems whose attempt k+1 passed
 
   void add(const Correction& c);

@@ -32,21 +32,28 @@ const std::vector<Fact>& facts() {
        "reading-room seats of the Aurora Library", 96},
       {"How many seats does the reading room of the Brindle Archive have?",
        "reading-room seats of the Brindle Archive", 40},
-      {"How tall, in meters, is the Port Calder Lighthouse?", "height of the Port Calder "
-       "Lighthouse in meters", 37},
-      {"How many steps does the Port Calder Lighthouse have?", "steps of the Port Calder "
-       "Lighthouse", 214},
+      {"How tall, in meters, is the Port Calder Lighthouse?",
+       "height of the Port Calder "
+       "Lighthouse in meters",
+       37},
+      {"How many steps does the Port Calder Lighthouse have?",
+       "steps of the Port Calder "
+       "Lighthouse",
+       214},
       {"How long, in kilometers, is the Tessaly River?", "length of the Tessaly River in km", 412},
       {"At what altitude, in meters, does the Kestrel Ridge Observatory stand?",
        "altitude of the Kestrel Ridge Observatory in meters", 2315},
       {"How many times a day does the Harlow Ferry cross the Tessaly River?",
        "daily crossings of the Harlow Ferry", 18},
-      {"How many passengers can the Harlow Ferry carry?", "passenger capacity of the Harlow "
-       "Ferry", 140},
-      {"In what year was the Aurora Library founded?", "founding year of the Aurora Library",
-       1874},
-      {"In what year was the Kestrel Ridge Observatory founded?", "founding year of the Kestrel "
-       "Ridge Observatory", 1958},
+      {"How many passengers can the Harlow Ferry carry?",
+       "passenger capacity of the Harlow "
+       "Ferry",
+       140},
+      {"In what year was the Aurora Library founded?", "founding year of the Aurora Library", 1874},
+      {"In what year was the Kestrel Ridge Observatory founded?",
+       "founding year of the Kestrel "
+       "Ridge Observatory",
+       1958},
   };
   return f;
 }
@@ -77,8 +84,8 @@ void calc(Rng& rng, int d, ToolProblem* p) {
     value = (Rational(a) + Rational(b)) * Rational(c) / Rational(e);
   } else {
     int64_t e = rng.uniform(2, 3);  // keeps numerator * denominator inside 64 bits
-    expr = std::to_string(a) + " / " + std::to_string(b) + " + " + std::to_string(c % 1000) +
-           "^" + std::to_string(e);
+    expr = std::to_string(a) + " / " + std::to_string(b) + " + " + std::to_string(c % 1000) + "^" +
+           std::to_string(e);
     value = Rational(a) / Rational(b) + Rational(c % 1000).pow(e);
   }
   p->tools = {"calculator"};
@@ -190,9 +197,10 @@ std::vector<ToolProblem> make_tool_problems(uint64_t seed, int64_t count, int di
 }
 
 nlohmann::json to_json(const ToolProblem& p) {
-  return {{"id", p.id},         {"kind", "tool"},       {"family", p.family},
-          {"difficulty", difficulty_name(p.difficulty)}, {"system", p.system},
-          {"prompt", p.prompt}, {"tools", p.tools},     {"answer", p.answer}};
+  return {{"id", p.id},         {"kind", "tool"},
+          {"family", p.family}, {"difficulty", difficulty_name(p.difficulty)},
+          {"system", p.system}, {"prompt", p.prompt},
+          {"tools", p.tools},   {"answer", p.answer}};
 }
 
 }  // namespace posttrain::synthetic

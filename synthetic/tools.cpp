@@ -28,7 +28,8 @@ std::string trim(const std::string& s) {
 
 std::string strip_suffix(std::string s, const std::string& suffix) {
   s = trim(s);
-  if (s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) {
+  if (s.size() >= suffix.size() &&
+      s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) {
     s.erase(s.size() - suffix.size());
   }
   return trim(s);
@@ -127,9 +128,11 @@ std::optional<ToolCall> parse_tool_call(const std::string& message) {
       bad_call("a JSON tool call needs a string \"name\"");
     }
     call.written_name = j["name"].get<std::string>();
-    const auto& params = j.contains("parameters") ? j["parameters"] : j.value("arguments", nlohmann::json::object());
+    const auto& params =
+        j.contains("parameters") ? j["parameters"] : j.value("arguments", nlohmann::json::object());
     if (!params.is_object()) bad_call("tool call parameters must be an object");
-    for (const auto& [k, v] : params.items()) call.args[k] = v.is_string() ? v.get<std::string>() : v.dump();
+    for (const auto& [k, v] : params.items())
+      call.args[k] = v.is_string() ? v.get<std::string>() : v.dump();
   } else {
     size_t dot = body.find(".call(");
     bool ident = dot != std::string::npos && dot > 0 && body.back() == ')';
@@ -223,8 +226,9 @@ ToolResult ToolRegistry::calculator(const std::string& expression) const {
 }
 
 ToolResult ToolRegistry::lookup(const std::string& query) const {
-  static const std::set<std::string> stop = {"the", "a", "an", "of", "in", "is", "how", "many",
-                                             "what", "does", "do", "and", "to", "its", "it"};
+  static const std::set<std::string> stop = {"the", "a",   "an",   "of",   "in",
+                                             "is",  "how", "many", "what", "does",
+                                             "do",  "and", "to",   "its",  "it"};
   auto q = words(query);
   double best = 0;
   const Document* hit = nullptr;
@@ -303,17 +307,21 @@ ToolRun execute_tool_attempt(const nlohmann::json& attempt, const ToolRegistry& 
   if (attempt.is_string()) {
     std::string s = attempt.get<std::string>();
     size_t start = 0;
-    for (size_t at; (at = s.find(kEom, start)) != std::string::npos; start = at + sizeof(kEom) - 1) {
+    for (size_t at; (at = s.find(kEom, start)) != std::string::npos;
+         start = at + sizeof(kEom) - 1) {
       parts.push_back(s.substr(start, at - start) + kEom);
     }
     parts.push_back(s.substr(start));
   } else if (attempt.is_array()) {
     for (const auto& m : attempt) {
-      if (!m.is_string()) throw InputError(Location{"", 0, "attempts"}, "a tool attempt is a string or a list of strings");
+      if (!m.is_string())
+        throw InputError(Location{"", 0, "attempts"},
+                         "a tool attempt is a string or a list of strings");
       parts.push_back(m.get<std::string>());
     }
   } else {
-    throw InputError(Location{"", 0, "attempts"}, "a tool attempt is a string or a list of strings");
+    throw InputError(Location{"", 0, "attempts"},
+                     "a tool attempt is a string or a list of strings");
   }
   ToolRun run;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -333,21 +341,26 @@ ToolRun execute_tool_attempt(const nlohmann::json& attempt, const ToolRegistry& 
       auto call = parse_tool_call(content);
       bool ok_tool = std::find(allowed.begin(), allowed.end(), call->tool) != allowed.end() &&
                      registry.has(call->tool);
-      result = ok_tool ? registry.run(*call, slot)
-                       : ToolResult{false, "error: tool '" + call->written_name +
-                                               "' is not available here"};
+      result =
+          ok_tool
+              ? registry.run(*call, slot)
+              : ToolResult{false, "error: tool '" + call->written_name + "' is not available here"};
     } catch (const InputError& e) {
       result = {false, std::string("error: malformed tool call: ") + e.what()};
     }
-    if (result.ok) ++run.successful_calls;
-    else run.errors.push_back(result.output);
+    if (result.ok)
+      ++run.successful_calls;
+    else
+      run.errors.push_back(result.output);
     run.messages.push_back({{"role", "ipython"}, {"content", result.output}});
   }
   return run;
 }
 
 nlohmann::json ToolCheck::details() const {
-  return {{"given", given}, {"calls", run.calls}, {"successful_calls", run.successful_calls},
+  return {{"given", given},
+          {"calls", run.calls},
+          {"successful_calls", run.successful_calls},
           {"tool_errors", run.errors}};
 }
 

@@ -6,21 +6,20 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "synthetic/sandbox.h"
 
 namespace posttrain::synthetic {
 
 struct ToolCall {
-  std::string tool;                          // canonical name: calculator | lookup | python
-  std::string written_name;                  // as the model wrote it (e.g. "brave_search")
-  std::map<std::string, std::string> args;   // keyword arguments
-  std::string code;                          // python: the program
+  std::string tool;                         // canonical name: calculator | lookup | python
+  std::string written_name;                 // as the model wrote it (e.g. "brave_search")
+  std::map<std::string, std::string> args;  // keyword arguments
+  std::string code;                         // python: the program
 };
 
 // Parses the call in an assistant message holding <|python_tag|>; nullopt when there is no tag.
@@ -68,10 +67,10 @@ std::string tool_system_prompt(const std::vector<std::string>& tools);
 // them, and the final answer text.
 struct ToolRun {
   nlohmann::json messages = nlohmann::json::array();  // assistant / ipython messages in order
-  std::string final_text;                              // last assistant message ("" when none)
+  std::string final_text;                             // last assistant message ("" when none)
   int calls = 0;
   int successful_calls = 0;
-  std::vector<std::string> errors;                     // tool errors and disallowed tools
+  std::vector<std::string> errors;  // tool errors and disallowed tools
 };
 
 // Splits `attempt` (a string whose tool-call messages end in <|eom_id|>, or a list of assistant
@@ -82,8 +81,8 @@ ToolRun execute_tool_attempt(const nlohmann::json& attempt, const ToolRegistry& 
 
 struct ToolCheck {
   bool passed = false;
-  std::string verdict;   // pass | fail
-  std::string given;     // the final answer found
+  std::string verdict;  // pass | fail
+  std::string given;    // the final answer found
   std::string feedback;
   ToolRun run;
   nlohmann::json details() const;

@@ -1,8 +1,9 @@
 // posttrain synth math|code|tool: synthetic problems, and given candidates, checked dialogues
 // with their feedback trail (self-correction), filtered, to JSONL and/or the store.
 #include <cmath>
+#include <iomanip>
 #include <iostream>
-
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "app/command.h"
@@ -42,21 +43,27 @@ void print_summary(const std::string& kind, const synthetic::SynthResult& r, boo
   }
   nlohmann::json j = r.summary();
   std::cerr << j.dump() << "\n";
-  auto pct = [](double x) { return std::to_string(static_cast<int>(std::round(x * 1000)) / 10.0).substr(0, 5) + "%"; };
-  std::cerr << "synth " << kind << ": " << r.items.size() << " problems, "
-            << r.stats.problems << " with candidates; correct at first try " << r.stats.first_try
-            << " (" << pct(j["share_correct_first_try"].get<double>()) << "), fixed by feedback "
+  auto pct = [](double x) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << 100 * x << "%";
+    return s.str();
+  };
+  std::cerr << "synth " << kind << ": " << r.items.size() << " problems, " << r.stats.problems
+            << " with candidates; correct at first try " << r.stats.first_try << " ("
+            << pct(j["share_correct_first_try"].get<double>()) << "), fixed by feedback "
             << r.stats.fixed << " (" << pct(j["share_fixed_by_feedback"].get<double>())
             << "), never correct " << r.stats.failed << "; kept " << r.kept << "\n";
 }
 
 int run_synth_command(const std::vector<std::string>& args) {
   po::options_description desc("synth options");
+  // clang-format off
   desc.add_options()
       ("kind", po::value<std::string>(), "math, code or tool")
-      ("count", po::value<int64_t>(), "number of problems (code with --problems: at most this many)")
-      ("seed", po::value<uint64_t>()->default_value(0), "seed; the same seed gives the same problems")
-      ("difficulty", po::value<std::string>()->default_value("mixed"), "easy, medium, hard or mixed")
+      ("count", po::value<int64_t>(), "number of problems (code --problems: at most this many)")
+      ("seed", po::value<uint64_t>()->default_value(0), "the same seed gives the same problems")
+      ("difficulty", po::value<std::string>()->default_value("mixed"),
+       "easy, medium, hard or mixed")
       ("candidates", po::value<std::string>(), "JSONL of {\"id\", \"attempts\": [...]} to check")
       ("model", po::value<std::string>(), "generate candidates with this model (needs the decoder)")
       ("store", po::value<std::string>(), "also write problems, attempts and kept dialogues here")
@@ -68,12 +75,13 @@ int run_synth_command(const std::vector<std::string>& args) {
       ("memory-mb", po::value<int64_t>()->default_value(512), "sandbox address-space limit")
       ("problems", po::value<std::string>(), "code: read problems from this JSONL")
       ("docs", po::value<std::string>(), "tool: lookup over the .txt/.md files of this folder")
-      ("near-dup", po::value<double>()->default_value(0.9), "drop kept responses at least this "
-       "similar (MinHash) to an earlier one; 0 disables")
+      ("near-dup", po::value<double>()->default_value(0.9),
+       "drop kept responses at least this similar (MinHash) to an earlier one; 0 disables")
       ("min-chars", po::value<int64_t>()->default_value(1), "shortest kept response")
       ("max-chars", po::value<int64_t>()->default_value(20000), "longest kept response")
       ("no-step-check", "math: do not fail answers whose shown equations are wrong")
       ("allow-no-tool", "tool: accept a correct answer that used no tool");
+  // clang-format on
   add_output_option(desc, "write problems / checked dialogues as JSONL here");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm, {{"kind", 1}})) return 0;
@@ -82,14 +90,18 @@ int run_synth_command(const std::vector<std::string>& args) {
   o.kind = synthetic::parse_kind(vm["kind"].as<std::string>());
   std::string kind = synthetic::kind_name(o.kind);
   if (vm.count("model")) {
-    throw UsageError("--model: generating candidates from a model needs the batched decoder "
-                     "(rejection_sampling, LibTorch build), which posttrain does not have yet; "
-                     "generate candidates elsewhere and pass them with --candidates FILE");
+    throw UsageError(
+        "--model: generating candidates from a model needs the batched decoder "
+        "(rejection_sampling, LibTorch build), which posttrain does not have yet; "
+        "generate candidates elsewhere and pass them with --candidates FILE");
   }
   auto output = output_path(vm);
-  if (!output && !vm.count("store")) throw UsageError("synth: give --output FILE.jsonl or --store DB");
-  if (vm.count("count")) o.count = vm["count"].as<int64_t>();
-  else if (!vm.count("problems")) throw UsageError("synth: --count is required");
+  if (!output && !vm.count("store"))
+    throw UsageError("synth: give --output FILE.jsonl or --store DB");
+  if (vm.count("count"))
+    o.count = vm["count"].as<int64_t>();
+  else if (!vm.count("problems"))
+    throw UsageError("synth: --count is required");
   if (vm.count("count") && (o.count < 1 || o.count > 1000000)) {
     throw UsageError("--count must be in [1, 1000000]");
   }

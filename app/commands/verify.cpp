@@ -19,6 +19,7 @@ const char kUsage[] =
 
 int run_verify_command(const std::vector<std::string>& args) {
   po::options_description desc("verify options");
+  // clang-format off
   desc.add_options()
       ("kind", po::value<std::string>(), "math, code or tool")
       ("input", po::value<std::string>(), "JSONL of responses to check")
@@ -28,6 +29,7 @@ int run_verify_command(const std::vector<std::string>& args) {
       ("docs", po::value<std::string>(), "tool: lookup over the .txt/.md files of this folder")
       ("no-step-check", "math: do not fail answers whose shown equations are wrong")
       ("require-tool-use", "tool: fail answers that used no tool successfully");
+  // clang-format on
   add_output_option(desc, "JSONL with passed/verdict/feedback added");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm)) return 0;

@@ -6,10 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "datastore/store.h"
 
@@ -86,15 +85,17 @@ TEST_F(Cli, SynthMathWithCandidatesKeepsCorrectedDialoguesAndStores) {
   ASSERT_EQ(problems.size(), 4u);
   auto ref = [&](int i) { return problems[i]["reference_solution"].get<std::string>(); };
   // 0: right at once; 1: wrong, then right; 2: wrong twice (max 2 attempts); 3: no candidates.
-  write_lines(path("cand.jsonl"),
-              {{{"id", problems[0]["id"]}, {"attempts", {ref(0)}}},
-               {{"id", problems[1]["id"]}, {"attempts", {"Answer: -999999", ref(1)}}},
-               {{"id", problems[2]["id"]},
-                {"attempts", {"Answer: -999999", "Answer: -999998", ref(2)}}}});
+  write_lines(
+      path("cand.jsonl"),
+      {{{"id", problems[0]["id"]}, {"attempts", {ref(0)}}},
+       {{"id", problems[1]["id"]}, {"attempts", {"Answer: -999999", ref(1)}}},
+       {{"id", problems[2]["id"]}, {"attempts", {"Answer: -999999", "Answer: -999998", ref(2)}}}});
   std::string err;
   ASSERT_EQ(run("synth math --count 4 --seed 3 --max-attempts 2 --candidates " +
-                    path("cand.jsonl") + " --out " + path("d.jsonl") + " --store " +
-                    path("s.db"), &err), 0) << err;
+                    path("cand.jsonl") + " --out " + path("d.jsonl") + " --store " + path("s.db"),
+                &err),
+            0)
+      << err;
   auto rows = lines(path("d.jsonl"));
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_TRUE(rows[0]["kept"].get<bool>());
@@ -144,19 +145,25 @@ TEST_F(Cli, SynthCodeWithCandidatesRunsTheTestsInTheSandbox) {
     std::string code = solutions[p["family"].get<std::string>()];
     for (const auto& [k, v] : p["params"].items()) {
       std::string slot = "{" + k + "}";
-      for (size_t at; (at = code.find(slot)) != std::string::npos;) code.replace(at, slot.size(), v.dump());
+      for (size_t at; (at = code.find(slot)) != std::string::npos;)
+        code.replace(at, slot.size(), v.dump());
     }
-    std::string broken = "```python\n" + p["signature"].get<std::string>() + "\n    return None\n```";
+    std::string broken =
+        "```python\n" + p["signature"].get<std::string>() + "\n    return None\n```";
     cands.push_back({{"id", p["id"]}, {"attempts", {broken, "```python\n" + code + "```"}}});
   }
   write_lines(path("cand.jsonl"), cands);
   std::string err;
   ASSERT_EQ(run("synth code --count 2 --seed 4 --difficulty easy --candidates " +
-                    path("cand.jsonl") + " --out " + path("d.jsonl"), &err), 0) << err;
+                    path("cand.jsonl") + " --out " + path("d.jsonl"),
+                &err),
+            0)
+      << err;
   for (const auto& row : lines(path("d.jsonl"))) {
     EXPECT_TRUE(row["kept"].get<bool>()) << row.dump();
     EXPECT_EQ(row["attempts"][0]["verdict"], "fail");
-    EXPECT_NE(row["attempts"][0]["feedback"].get<std::string>().find("got None"), std::string::npos);
+    EXPECT_NE(row["attempts"][0]["feedback"].get<std::string>().find("got None"),
+              std::string::npos);
     EXPECT_EQ(row["attempts"][1]["verdict"], "pass");
   }
 }
@@ -183,14 +190,17 @@ TEST_F(Cli, SynthToolWithCandidatesExecutesCallsIntoTheDialogue) {
     }
     // First attempt: the right call but a wrong answer; second: the right answer.
     std::string tool = "<|python_tag|>" + call + "<|eom_id|>";
-    cands.push_back({{"id", p["id"]},
-                     {"attempts", {tool + "Answer: wrong", tool + "Answer: " + answer}}});
+    cands.push_back(
+        {{"id", p["id"]}, {"attempts", {tool + "Answer: wrong", tool + "Answer: " + answer}}});
   }
   EXPECT_GE(families.size(), 3u);
   write_lines(path("cand.jsonl"), cands);
   std::string err;
   ASSERT_EQ(run("synth tool --count 8 --seed 5 --candidates " + path("cand.jsonl") + " --out " +
-                    path("d.jsonl"), &err), 0) << err;
+                    path("d.jsonl"),
+                &err),
+            0)
+      << err;
   for (const auto& row : lines(path("d.jsonl"))) {
     ASSERT_TRUE(row["kept"].get<bool>()) << row.dump(1);
     const json& m = row["messages"];
@@ -208,7 +218,8 @@ TEST_F(Cli, SynthToolWithCandidatesExecutesCallsIntoTheDialogue) {
 
 TEST_F(Cli, VerifyMathAndCodeNearMisses) {
   std::string fx = std::string(POSTTRAIN_FIXTURES) + "/synthetic/";
-  ASSERT_EQ(run("verify --kind math --input " + fx + "verify_math.jsonl --output " + path("m.jsonl")), 0);
+  ASSERT_EQ(
+      run("verify --kind math --input " + fx + "verify_math.jsonl --output " + path("m.jsonl")), 0);
   std::map<std::string, json> m;
   for (const auto& r : lines(path("m.jsonl"))) m[r["id"]] = r;
   EXPECT_TRUE(m["right"]["passed"].get<bool>());
@@ -220,7 +231,8 @@ TEST_F(Cli, VerifyMathAndCodeNearMisses) {
   EXPECT_EQ(m["right"]["prompt"], "6 * 7?");  // the input is repeated
 
   ASSERT_EQ(run("verify --kind code --workers 2 --timeout 1 --input " + fx +
-                "verify_code.jsonl --output " + path("c.jsonl")), 0);
+                "verify_code.jsonl --output " + path("c.jsonl")),
+            0);
   std::map<std::string, json> c;
   for (const auto& r : lines(path("c.jsonl"))) c[r["id"]] = r;
   EXPECT_EQ(c["right"]["verdict"], "pass");
@@ -233,14 +245,16 @@ TEST_F(Cli, VerifyMathAndCodeNearMisses) {
 
 TEST_F(Cli, VerifyToolRunsTheCalls) {
   std::string fx = std::string(POSTTRAIN_FIXTURES) + "/synthetic/";
-  ASSERT_EQ(run("verify --kind tool --input " + fx + "verify_tool.jsonl --output " + path("t.jsonl")), 0);
+  ASSERT_EQ(
+      run("verify --kind tool --input " + fx + "verify_tool.jsonl --output " + path("t.jsonl")), 0);
   auto rows = lines(path("t.jsonl"));
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_TRUE(rows[0]["passed"].get<bool>());
   EXPECT_EQ(rows[0]["messages"][1]["role"], "ipython");
   EXPECT_EQ(rows[0]["messages"][1]["content"], "80779853376");
   EXPECT_FALSE(rows[1]["passed"].get<bool>());
-  EXPECT_NE(rows[1]["messages"][1]["content"].get<std::string>().find("37 meters"), std::string::npos);
+  EXPECT_NE(rows[1]["messages"][1]["content"].get<std::string>().find("37 meters"),
+            std::string::npos);
   EXPECT_TRUE(rows[2]["passed"].get<bool>());
   EXPECT_EQ(rows[2]["messages"][1]["content"], "285\n");
 }
@@ -254,13 +268,16 @@ TEST_F(Cli, RefusalsAndBadInputAreClear) {
   EXPECT_EQ(run("synth poetry --count 2 --out " + path("x.jsonl"), &err), 2);
   write_lines(path("cand.jsonl"), {{{"id", "math-0-0"}, {"attempts", {"Answer: 1"}}},
                                    {{"id", "nope"}, {"attempts", {"Answer: 1"}}}});
-  EXPECT_EQ(run("synth math --count 2 --candidates " + path("cand.jsonl") + " --out " +
-                path("x.jsonl"), &err), 1);
+  EXPECT_EQ(
+      run("synth math --count 2 --candidates " + path("cand.jsonl") + " --out " + path("x.jsonl"),
+          &err),
+      1);
   EXPECT_NE(err.find("cand.jsonl:2"), std::string::npos) << err;
   EXPECT_NE(err.find("'id'"), std::string::npos) << err;
   write_lines(path("bad.jsonl"), {{{"id", "a"}, {"prompt", "p"}, {"response", "r"}}});
-  EXPECT_EQ(run("verify --kind math --input " + path("bad.jsonl") + " --output " +
-                path("x.jsonl"), &err), 1);
+  EXPECT_EQ(
+      run("verify --kind math --input " + path("bad.jsonl") + " --output " + path("x.jsonl"), &err),
+      1);
   EXPECT_NE(err.find("bad.jsonl:1"), std::string::npos) << err;
   EXPECT_NE(err.find("answer"), std::string::npos) << err;
 }

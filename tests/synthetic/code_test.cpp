@@ -4,9 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "synthetic/code_check.h"
 #include "synthetic/code_problems.h"
@@ -43,9 +42,8 @@ std::string fill(std::string code, const nlohmann::json& params) {
   return code;
 }
 
-const std::vector<std::string> kClampTests = {"assert clamp(5, 0, 3) == 3",
-                                              "assert clamp(-1, 0, 3) == 0",
-                                              "assert clamp(2, 0, 3) == 2"};
+const std::vector<std::string> kClampTests = {
+    "assert clamp(5, 0, 3) == 3", "assert clamp(-1, 0, 3) == 0", "assert clamp(2, 0, 3) == 2"};
 
 TEST(FirstCodeBlock, TakesTheFirstFence) {
   EXPECT_EQ(*first_code_block("a\n```python\nx = 1\n```\nb\n```\ny = 2\n```"), "x = 1\n");
@@ -74,8 +72,8 @@ TEST(CheckCode, CorrectCodeThatPrintsExtraOutputStillPasses) {
 
 TEST(CheckCode, PartialSolutionReportsWhichAssertsFailed) {
   // Clamps only from above.
-  CodeCheck c = check_code(fenced("def clamp(x, lo, hi):\n    return min(hi, x)\n"), kClampTests,
-                           sandbox());
+  CodeCheck c =
+      check_code(fenced("def clamp(x, lo, hi):\n    return min(hi, x)\n"), kClampTests, sandbox());
   EXPECT_FALSE(c.passed);
   EXPECT_EQ(c.verdict, "fail");
   EXPECT_EQ(c.n_passed, 2);
@@ -84,16 +82,17 @@ TEST(CheckCode, PartialSolutionReportsWhichAssertsFailed) {
   EXPECT_EQ(c.tests[1].error, "got -1, expected 0");
   EXPECT_NE(c.feedback.find("1 of 3 tests failed"), std::string::npos) << c.feedback;
   EXPECT_NE(c.feedback.find("assert clamp(-1, 0, 3) == 0  ->  got -1, expected 0"),
-            std::string::npos) << c.feedback;
+            std::string::npos)
+      << c.feedback;
 }
 
 TEST(CheckCode, ExceptionsInTestsAreReportedWithTheirText) {
-  CodeCheck c = check_code(fenced("def clamp(x, lo, hi):\n    return x / (x - 2)\n"), kClampTests,
-                           sandbox());
+  CodeCheck c =
+      check_code(fenced("def clamp(x, lo, hi):\n    return x / (x - 2)\n"), kClampTests, sandbox());
   EXPECT_EQ(c.verdict, "fail");
   EXPECT_EQ(c.tests[2].error, "ZeroDivisionError: division by zero");
-  CodeCheck wrong_name = check_code(fenced("def clip(x, lo, hi):\n    return x\n"), kClampTests,
-                                    sandbox());
+  CodeCheck wrong_name =
+      check_code(fenced("def clip(x, lo, hi):\n    return x\n"), kClampTests, sandbox());
   EXPECT_EQ(wrong_name.n_passed, 0);
   EXPECT_EQ(wrong_name.tests[0].error, "NameError: name 'clamp' is not defined");
 }
@@ -147,7 +146,8 @@ TEST(CodeProblems, ReferenceSolutionsPassEveryGeneratedTest) {
   EXPECT_GE(families.size(), 7u);
   std::vector<CodeCheck> checks(problems.size());
   parallel_for(static_cast<int64_t>(problems.size()), 2, [&](int64_t i, int worker) {
-    std::string code = fill(solutions.at(problems[i].family).get<std::string>(), problems[i].params);
+    std::string code =
+        fill(solutions.at(problems[i].family).get<std::string>(), problems[i].params);
     checks[i] = check_code(fenced(code), problems[i].tests, sandbox(), worker);
   });
   for (size_t i = 0; i < problems.size(); ++i) {
@@ -158,7 +158,8 @@ TEST(CodeProblems, ReferenceSolutionsPassEveryGeneratedTest) {
 }
 
 TEST(CodeProblems, LoadsJsonlAndNamesTheBadLine) {
-  auto problems = load_code_problems(std::string(POSTTRAIN_FIXTURES) + "/synthetic/code_problems.jsonl");
+  auto problems =
+      load_code_problems(std::string(POSTTRAIN_FIXTURES) + "/synthetic/code_problems.jsonl");
   ASSERT_EQ(problems.size(), 2u);
   EXPECT_EQ(problems[0].tests, kClampTests);  // the comment line is dropped
   EXPECT_EQ(problems[0].difficulty, 1);

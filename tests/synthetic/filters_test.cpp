@@ -1,7 +1,8 @@
 // Exact and near-duplicate filters, and the self-correction loop.
+#include "synthetic/filters.h"
+
 #include <gtest/gtest.h>
 
-#include "synthetic/filters.h"
 #include "synthetic/self_correct.h"
 
 namespace posttrain::synthetic {
@@ -40,13 +41,15 @@ TEST(NearDupIndex, DropsNearCopiesKeepsDistinctTexts) {
   EXPECT_TRUE(index.add(base));
   double sim = 0;
   EXPECT_FALSE(index.add(base + "\n", &sim));  // same after normalisation
-  EXPECT_FALSE(index.add(
-      "def rotate_right(xs):\n    k = 3 % len(xs) if xs else 0\n    return xs[-k:] + xs[:-k]  # done\n",
-      &sim));
+  EXPECT_FALSE(
+      index.add("def rotate_right(xs):\n    k = 3 % len(xs) if xs else 0\n    return xs[-k:] + "
+                "xs[:-k]  # done\n",
+                &sim));
   EXPECT_GE(sim, 0.8);
-  EXPECT_TRUE(index.add("def dedupe(xs):\n    seen = set()\n    out = []\n    for x in xs:\n"
-                        "        if x not in seen:\n            seen.add(x)\n            out.append(x)\n"
-                        "    return out\n"));
+  EXPECT_TRUE(
+      index.add("def dedupe(xs):\n    seen = set()\n    out = []\n    for x in xs:\n"
+                "        if x not in seen:\n            seen.add(x)\n            out.append(x)\n"
+                "    return out\n"));
 }
 
 TEST(LengthLimits, Bounds) {

@@ -54,7 +54,7 @@ TEST(Calculator, EvaluatesExactlyWithPrecedence) {
   EXPECT_EQ(evaluate("2 ** 10"), Rational(1024));
   EXPECT_EQ(evaluate("0.1 + 0.2"), Rational(3, 10));
   EXPECT_EQ(evaluate("6 \xC3\x97 7 \xC3\xB7 3"), Rational(14));  // × ÷
-  EXPECT_EQ(evaluate("10 \xE2\x88\x92 4"), Rational(6));        // Unicode minus
+  EXPECT_EQ(evaluate("10 \xE2\x88\x92 4"), Rational(6));         // Unicode minus
 }
 
 TEST(Calculator, RejectsBadInputWithAPosition) {
@@ -116,12 +116,13 @@ TEST(CheckSteps, FindsTheWrongEquation) {
 
 TEST(CheckSteps, ChainsMoneyAndThingsThatAreNotArithmetic) {
   MathCheck c;
-  check_steps("Total: $2.50 * 4 = $10 = 5 * 2\n"
-              "Let x - 3 = 5, so x = 8.\n"      // algebra, not arithmetic: skipped
-              "20% of 50 = 10\n"                // skipped (not a bare expression)
-              "if a == b: pass\n"               // code: skipped
-              "1/3 = 0.33\n",                   // exact check: wrong
-              &c);
+  check_steps(
+      "Total: $2.50 * 4 = $10 = 5 * 2\n"
+      "Let x - 3 = 5, so x = 8.\n"  // algebra, not arithmetic: skipped
+      "20% of 50 = 10\n"            // skipped (not a bare expression)
+      "if a == b: pass\n"           // code: skipped
+      "1/3 = 0.33\n",               // exact check: wrong
+      &c);
   EXPECT_EQ(c.steps_checked, 3);
   ASSERT_EQ(c.wrong_steps.size(), 1u);
   EXPECT_EQ(c.wrong_steps[0].line, 5);
@@ -175,8 +176,9 @@ TEST(MathProblems, HandCheckedWordProblem) {
   // Hand-derived: 3 notebooks at $4 and 2 pens at $1 cost 12 + 2 = 14; change from 20 is 6.
   std::string solution = "3 * 4 = 12\n2 * 1 = 2\n12 + 2 = 14\n20 - 14 = 6\nAnswer: 6\n";
   EXPECT_TRUE(check_math(solution, Rational(6)).passed);
-  EXPECT_FALSE(check_math("3 * 4 = 12\n2 * 1 = 2\n12 + 2 = 14\n20 - 14 = 7\nAnswer: 7\n",
-                          Rational(6)).passed);
+  EXPECT_FALSE(
+      check_math("3 * 4 = 12\n2 * 1 = 2\n12 + 2 = 14\n20 - 14 = 7\nAnswer: 7\n", Rational(6))
+          .passed);
 }
 
 }  // namespace

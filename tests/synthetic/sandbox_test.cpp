@@ -3,8 +3,8 @@
 #include "synthetic/sandbox.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -100,8 +100,9 @@ TEST(SandboxHostile, ForkBombIsContained) {
 }
 
 TEST(SandboxHostile, ForkFailureIsReportedAsProcessLimit) {
-  RunResult r = run_py("import os, time\nfor i in range(100):\n    if os.fork() == 0:\n"
-                       "        time.sleep(5)\n        os._exit(0)\n");
+  RunResult r = run_py(
+      "import os, time\nfor i in range(100):\n    if os.fork() == 0:\n"
+      "        time.sleep(5)\n        os._exit(0)\n");
   EXPECT_EQ(r.verdict, Verdict::kLimit) << r.describe() << r.err;
   EXPECT_EQ(r.limit, "processes");
 }
@@ -121,11 +122,14 @@ TEST(SandboxHostile, HugeOutputIsCapped) {
 
 TEST(SandboxHostile, WritesOutsideWorkdirFail) {
   // A host directory the test can write (the sandbox's /tmp is its own tmpfs).
-  std::string probe = std::string(POSTTRAIN_FIXTURES) + "/synthetic/pwned_" + std::to_string(getpid());
+  std::string probe =
+      std::string(POSTTRAIN_FIXTURES) + "/synthetic/pwned_" + std::to_string(getpid());
   RunResult r = run_py(
       "import errno\n"
       "bad = []\n"
-      "for path in ['/etc/posttrain_pwned', '/usr/posttrain_pwned', '" + probe + "',\n"
+      "for path in ['/etc/posttrain_pwned', '/usr/posttrain_pwned', '" +
+      probe +
+      "',\n"
       "             '/root/posttrain_pwned']:\n"
       "    try:\n"
       "        open(path, 'w').write('x')\n"
@@ -178,7 +182,9 @@ TEST(SandboxHostile, SocketToLoopbackReachesNothing) {
       "s = socket.socket()\n"
       "s.settimeout(1)\n"
       "try:\n"
-      "    s.connect(('127.0.0.1', " + std::to_string(port) + "))\n"
+      "    s.connect(('127.0.0.1', " +
+      std::to_string(port) +
+      "))\n"
       "    print('connected')\n"
       "except OSError as e:\n"
       "    print('refused')\n"
@@ -216,7 +222,8 @@ TEST(SandboxHostile, ClosedPipesThenSpinningIsTimedOut) {
 TEST(SandboxParallel, WorkersUseDistinctUidsAndKeepOrder) {
   std::vector<Program> programs;
   for (int i = 0; i < 6; ++i) {
-    programs.push_back(python_program("import os\nprint(" + std::to_string(i) + ", os.getuid())\n"));
+    programs.push_back(
+        python_program("import os\nprint(" + std::to_string(i) + ", os.getuid())\n"));
   }
   auto t0 = std::chrono::steady_clock::now();
   auto results = sandbox().run_all(programs, 3);

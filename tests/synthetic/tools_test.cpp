@@ -1,5 +1,7 @@
 // Tool calls in the Llama 3.1 format: parsing, the three tools, the executor that appends
 // ipython results, the answer check, and the tool task generator.
+#include "synthetic/tools.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 
 #include "synthetic/rational.h"
 #include "synthetic/tool_problems.h"
-#include "synthetic/tools.h"
 
 namespace posttrain::synthetic {
 namespace {
@@ -39,7 +40,8 @@ TEST(ParseToolCall, BuiltinStyleJsonAndRawPython) {
   EXPECT_EQ(b->written_name, "brave_search");
   EXPECT_EQ(b->args.at("query"), "Aurora 'Library'");
   EXPECT_EQ(b->args.at("n"), "3");
-  auto j = parse_tool_call("<|python_tag|>{\"name\": \"lookup\", \"parameters\": {\"query\": \"ferry\"}}");
+  auto j = parse_tool_call(
+      "<|python_tag|>{\"name\": \"lookup\", \"parameters\": {\"query\": \"ferry\"}}");
   EXPECT_EQ(j->tool, "lookup");
   EXPECT_EQ(j->args.at("query"), "ferry");
   auto py = parse_tool_call("<|python_tag|>print(sum(range(10)))\n<|eom_id|>");
@@ -67,7 +69,8 @@ TEST(Tools, LookupFindsTheDocumentHoldingTheFact) {
 }
 
 TEST(Tools, LookupOverADirectory) {
-  auto dir = std::filesystem::temp_directory_path() / ("posttrain_docs_" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("posttrain_docs_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "owls.txt") << "Snowy owls nest on the tundra.";
   std::ofstream(dir / "bees.md") << "Honey bees dance to share where flowers are.";
@@ -97,11 +100,13 @@ TEST(ToolExecutor, AppendsIpythonResultsBetweenCalls) {
   ToolRun run = execute_tool_attempt(attempt, registry(), kAll);
   ASSERT_EQ(run.messages.size(), 5u);
   EXPECT_EQ(run.messages[0]["role"], "assistant");
-  EXPECT_EQ(run.messages[0]["content"], "<|python_tag|>lookup.call(query=\"books Aurora Library\")");
+  EXPECT_EQ(run.messages[0]["content"],
+            "<|python_tag|>lookup.call(query=\"books Aurora Library\")");
   EXPECT_EQ(run.messages[1]["role"], "ipython");
   EXPECT_NE(run.messages[1]["content"].get<std::string>().find("48,213"), std::string::npos);
   EXPECT_EQ(run.messages[3]["content"], "30263");
-  EXPECT_EQ(run.messages[4]["content"], "The Aurora Library holds 30263 more books.\nAnswer: 30263");
+  EXPECT_EQ(run.messages[4]["content"],
+            "The Aurora Library holds 30263 more books.\nAnswer: 30263");
   EXPECT_EQ(run.calls, 2);
   EXPECT_EQ(run.successful_calls, 2);
 }
@@ -110,11 +115,12 @@ TEST(ToolCheck, RightWrongAndDisallowed) {
   nlohmann::json list = {"<|python_tag|>print(2**20)", "Answer: 1048576"};
   ToolCheck ok = check_tool_attempt(list, "1048576", registry(), {"python"}, true);
   EXPECT_TRUE(ok.passed) << ok.feedback;
-  ToolCheck off = check_tool_attempt(
-      "<|python_tag|>print(2**20)<|eom_id|>Answer: 1048575", "1048576", registry(), {"python"}, true);
+  ToolCheck off = check_tool_attempt("<|python_tag|>print(2**20)<|eom_id|>Answer: 1048575",
+                                     "1048576", registry(), {"python"}, true);
   EXPECT_FALSE(off.passed);
   EXPECT_NE(off.feedback.find("1048575 is incorrect"), std::string::npos);
-  ToolCheck no_tool = check_tool_attempt("Answer: 1048576", "1048576", registry(), {"python"}, true);
+  ToolCheck no_tool =
+      check_tool_attempt("Answer: 1048576", "1048576", registry(), {"python"}, true);
   EXPECT_FALSE(no_tool.passed);
   EXPECT_NE(no_tool.feedback.find("Use the tools"), std::string::npos);
   ToolCheck not_allowed = check_tool_attempt(
@@ -124,10 +130,11 @@ TEST(ToolCheck, RightWrongAndDisallowed) {
   EXPECT_NE(not_allowed.feedback.find("not available"), std::string::npos);
   ToolCheck name = check_tool_attempt(
       "<|python_tag|>lookup.call(query=\"who founded the Aurora Library\")<|eom_id|>"
-      "Answer: mira santos.", "Mira Santos", registry(), {"lookup"}, true);
+      "Answer: mira santos.",
+      "Mira Santos", registry(), {"lookup"}, true);
   EXPECT_TRUE(name.passed) << name.feedback;
-  ToolCheck dangling = check_tool_attempt("<|python_tag|>print(1)<|eom_id|>", "1", registry(),
-                                          {"python"}, true);
+  ToolCheck dangling =
+      check_tool_attempt("<|python_tag|>print(1)<|eom_id|>", "1", registry(), {"python"}, true);
   EXPECT_FALSE(dangling.passed);
 }
 
