@@ -78,13 +78,18 @@ class LineSink {
   std::ostream* out_ = nullptr;
 };
 
+// Remembers the SHA-256 of every line written. Off when rows cannot repeat: stored pairs are
+// unique on (prompt, chosen, rejected) ids and ids are unique per content, so only a
+// transformation (--as, --expand-rankings, a folded prompt) can make two rows equal.
 class Deduper {
  public:
+  explicit Deduper(bool on) : on_(on) {}
   bool first_time(const std::string& line) {
-    return seen_.insert(internal::digest(line)).second;
+    return !on_ || seen_.insert(internal::digest(line)).second;
   }
 
  private:
+  bool on_;
   std::unordered_set<std::string> seen_;
 };
 
@@ -114,9 +119,14 @@ std::string fold(std::string_view prompt, std::string_view response) {
 
 ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOptions& options) {
   ExportSummary sum;
-  Deduper dedup;
   std::string line;
   if (options.format == ExportFormat::kMessages) {
+    if (options.expand_rankings || options.as || options.filter.min_strength ||
+        options.filter.annotator) {
+      throw UsageError("--format messages exports dialogues: --expand-rankings, --as, "
+                       "--min-strength and --annotator apply to pair formats only");
+    }
+    Deduper dedup(false);  // dialogues are unique on content
     Statement s(store.db(), internal::dialogue_query_sql(options.filter.rounds,
                                                          options.filter.source));
     internal::bind_dialogue_filter(s, options.filter.rounds, options.filter.source);
@@ -140,6 +150,7 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
   const std::string kp = pk.empty() ? "" : json_key(pk) + ":";
   const std::string kc = json_key(trl ? "chosen" : options.chosen_key) + ":";
   const std::string kr = json_key(trl ? "rejected" : options.rejected_key) + ":";
+  Deduper dedup(options.expand_rankings || options.as || pk.empty());
   PairFilter filter = options.filter;
   filter.with_content = true;
   Statement s(store.db(), internal::pair_query_sql(filter));

@@ -11,6 +11,7 @@
 #include "app/command.h"
 #include "app/options.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "datastore/export.h"
 #include "datastore/import.h"
 #include "datastore/schema.h"
@@ -193,7 +194,10 @@ int cmd_import(const std::vector<std::string>& args) {
   const std::string file = vm["file"].as<std::string>();
   auto start = std::chrono::steady_clock::now();
   auto store = ds::Store::open(vm["store"].as<std::string>());
+  Progress bar("import " + file, -1);
+  opt.on_progress = [&](int64_t lines) { bar.update(lines, "lines"); };
   ds::ImportSummary s = ds::import_jsonl(store, file, opt);
+  bar.finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* what = opt.format == ds::ImportFormat::kMessages ? "dialogues" : "pairs";
   std::cout << "imported " << s.imported << " " << what << ", " << s.duplicates

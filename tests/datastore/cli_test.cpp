@@ -61,6 +61,20 @@ TEST(StoreCli, InitImportStatsPairsExport) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_lines(dir / "m.jsonl").size(), 2u);
   EXPECT_TRUE(Json::parse(read_lines(dir / "m.jsonl")[0])["prompt"].is_array());
+  r = run_cli("store export --store " + db + " --format messages --as text --out " +
+                  (dir / "d.jsonl"),
+              dir.path());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("pair formats only"), std::string::npos) << r.err;
+  // stdout export and stdin import.
+  r = run_cli("store export --store " + db + " --format trl --min-strength better --out -",
+              dir.path());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r"})" "\n");
+  r = run_cli("store import --store " + db + " --format trl - < " + (dir / "m.jsonl"),
+              dir.path());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("imported 2 pairs, 0 duplicates", 0), 0u) << r.out;
 }
 
 TEST(StoreCli, BadLineRollsBackAndNamesFileLineField) {
