@@ -8,7 +8,9 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -204,8 +206,10 @@ Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     throw SandboxUnavailable(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + std::strerror(errno));
   }
-  if (as_root_ && (options_.uid_base <= 0 || options_.uid_base + 1024 > 65534)) {
-    throw SandboxUnavailable("sandbox uid_base must be in [1, 64510]");
+  constexpr int kSpan = 32 * kMaxSlots;  // uids a Sandbox may lease: uid_base .. +2047
+  if (as_root_ && (options_.uid_base < 1000 || options_.uid_base + kSpan > 65534)) {
+    throw SandboxUnavailable("sandbox uid_base must be in [1000, " +
+                             std::to_string(65534 - kSpan) + "]");
   }
   // Probe once: the full containment must work before any untrusted code is run.
   Program probe;
@@ -218,8 +222,38 @@ Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
   }
 }
 
+Sandbox::~Sandbox() {
+  for (auto& [slot, lease] : leases_) ::close(lease.second);
+}
+
 int Sandbox::uid_for_slot(int slot) const {
-  return as_root_ ? options_.uid_base + slot : static_cast<int>(::getuid());
+  if (!as_root_) return static_cast<int>(::getuid());
+  if (slot < 0 || slot >= kMaxSlots) {
+    throw SandboxUnavailable("sandbox slot " + std::to_string(slot) + " out of range [0, " +
+                             std::to_string(kMaxSlots) + ")");
+  }
+  std::lock_guard<std::mutex> lock(lease_mutex_);
+  auto it = leases_.find(slot);
+  if (it != leases_.end()) return it->second.first;
+  if (::mkdir(kLeaseDir, 0700) != 0 && errno != EEXIST) {
+    throw SandboxUnavailable(std::string("cannot create ") + kLeaseDir + ": " +
+                             std::strerror(errno));
+  }
+  for (int k = 0; k < 32; ++k) {
+    int uid = options_.uid_base + slot + k * kMaxSlots;
+    std::string path = std::string(kLeaseDir) + "/uid-" + std::to_string(uid) + ".lock";
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      throw SandboxUnavailable("cannot open uid lease " + path + ": " + std::strerror(errno));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      leases_[slot] = {uid, fd};
+      return uid;
+    }
+    ::close(fd);
+  }
+  throw SandboxUnavailable("every sandbox uid for slot " + std::to_string(slot) +
+                           " is leased by other runs");
 }
 
 RunResult Sandbox::run(const Program& program, int slot) const {

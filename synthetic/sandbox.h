@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,8 +44,11 @@ struct SandboxLimits {
 struct SandboxOptions {
   std::string bwrap = "/usr/bin/bwrap";
   std::string python = "/usr/bin/python3";  // must be readable by the sandbox uid
-  // Host uid/gid used when the caller is root; worker w of a pool uses uid_base + w, so parallel
-  // runs never share an RLIMIT_NPROC budget. Ignored when not root (the current uid is used).
+  // Host uid/gid used when the caller is root: each slot (pool worker) leases its own uid,
+  // uid_base + slot, or when another Sandbox (in this or another process) holds that one,
+  // uid_base + slot + 64k, so no two concurrent runs share an RLIMIT_NPROC budget and the
+  // cleanup sweep of one never touches another's processes. Leases are flock()s on files in
+  // kLeaseDir, held until the Sandbox is destroyed. Not root: the current uid is used.
   int uid_base = 61000;
   SandboxLimits limits;
 };
@@ -75,8 +80,14 @@ Program python_program(const std::string& source);
 
 class Sandbox {
  public:
+  static constexpr int kMaxSlots = 64;
+  static constexpr const char* kLeaseDir = "/tmp/posttrain-sandbox-uids";
+
   // Throws SandboxUnavailable when containment cannot be set up (checked once, here).
   explicit Sandbox(SandboxOptions options = {});
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
 
   // Runs one program as the uid of `slot` (0 for a single caller; the pool passes its worker
   // index). Thread-safe as long as concurrent callers use different slots.
@@ -88,12 +99,15 @@ class Sandbox {
                                  const std::function<void()>& done = nullptr) const;
 
   const SandboxOptions& options() const { return options_; }
-  // The host uid `slot` runs as.
+  // The host uid `slot` (0 <= slot < kMaxSlots) runs as; leases it on first use. Throws
+  // SandboxUnavailable when every candidate uid of the slot is leased by someone else.
   int uid_for_slot(int slot) const;
 
  private:
   SandboxOptions options_;
   bool as_root_ = false;
+  mutable std::mutex lease_mutex_;
+  mutable std::map<int, std::pair<int, int>> leases_;  // slot -> (uid, lock fd)
 };
 
 // Runs fn(i, worker) for i in [0, n) on `workers` threads (each worker has its own index, used

@@ -250,6 +250,18 @@ TEST(SandboxParallel, ForkBombInOneWorkerDoesNotStarveAnother) {
   EXPECT_EQ(results[1].out, "forked ok\n");
 }
 
+TEST(SandboxSetup, ConcurrentSandboxesLeaseDifferentUids) {
+  // Two sandboxes with the same uid_base (as two posttrain processes would have) never share a
+  // uid, so one's limits and cleanup cannot touch the other's programs.
+  Sandbox a(fast_options()), b(fast_options());
+  EXPECT_NE(a.uid_for_slot(0), b.uid_for_slot(0));
+  EXPECT_NE(a.uid_for_slot(1), b.uid_for_slot(1));
+  EXPECT_EQ(a.uid_for_slot(0), a.uid_for_slot(0));
+  EXPECT_THROW(a.uid_for_slot(Sandbox::kMaxSlots), SandboxUnavailable);
+  RunResult r = b.run(python_program("import os\nprint(os.getuid())\n"), 1);
+  EXPECT_EQ(r.out, std::to_string(b.uid_for_slot(1)) + "\n");
+}
+
 TEST(SandboxSetup, MissingBwrapRefuses) {
   SandboxOptions o = fast_options();
   o.bwrap = "/nonexistent/bwrap";
