@@ -9,7 +9,9 @@
 // reads stdout/stderr with a byte cap and enforces the wall-clock timeout by SIGKILLing bwrap;
 // bwrap's PID-namespace init dies with it (--die-with-parent) and the kernel then kills every
 // process left in the namespace, including ones that called setsid. When any of this cannot be
-// set up the executor refuses (SandboxUnavailable); it never runs code unconfined.
+// set up the executor refuses (SandboxUnavailable); it never runs code unconfined. Building a
+// Sandbox makes the whole process a child subreaper (PR_SET_CHILD_SUBREAPER), so that bwrap's
+// orphaned namespace init is reparented to us and reaped by run().
 #pragma once
 
 #include <cstdint>
