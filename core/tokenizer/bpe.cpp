@@ -208,11 +208,16 @@ void BpeModel::merge_word(const char* piece, size_t n, std::vector<int32_t>* ids
 
 void BpeModel::encode_piece(const char* piece, size_t n, std::vector<int64_t>* ids,
                             std::vector<size_t>* ends) const {
-  auto emit = [&](const std::vector<int32_t>& word_ids, const std::vector<uint32_t>& lens) {
+  if (n == 1 && byte_ids_[static_cast<unsigned char>(piece[0])] >= 0) {  // one byte: no merges
+    ids->push_back(byte_ids_[static_cast<unsigned char>(piece[0])]);
+    if (ends) ends->push_back(1);
+    return;
+  }
+  auto emit = [&](const std::vector<uint32_t>& packed) {
     size_t end = 0;
-    for (size_t i = 0; i < word_ids.size(); ++i) {
-      ids->push_back(word_ids[i]);
-      end += lens[i];
+    for (size_t i = 0; i < packed.size(); i += 2) {
+      ids->push_back(static_cast<int32_t>(packed[i]));
+      end += packed[i + 1];
       if (ends) ends->push_back(end);
     }
   };
@@ -223,17 +228,26 @@ void BpeModel::encode_piece(const char* piece, size_t n, std::vector<int64_t>* i
     std::lock_guard<std::mutex> lock(cache_mutex_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
-      emit(it->second.ids, it->second.lens);
+      emit(it->second);
       return;
     }
   }
-  Cached fresh;
-  merge_word(piece, n, &fresh.ids, &fresh.lens);
-  emit(fresh.ids, fresh.lens);
+  thread_local std::vector<int32_t> word_ids;
+  thread_local std::vector<uint32_t> lens;
+  word_ids.clear();
+  lens.clear();
+  merge_word(piece, n, &word_ids, &lens);
+  std::vector<uint32_t> packed(word_ids.size() * 2);
+  for (size_t i = 0; i < word_ids.size(); ++i) {
+    packed[2 * i] = static_cast<uint32_t>(word_ids[i]);
+    packed[2 * i + 1] = lens[i];
+  }
+  emit(packed);
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
     if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-    cache_.emplace(std::move(key), std::move(fresh));
+    if (cache_.bucket_count() < kMaxCacheEntries) cache_.reserve(kMaxCacheEntries);
+    cache_.emplace(std::move(key), std::move(packed));
   }
 }
 

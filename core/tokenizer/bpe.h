@@ -57,13 +57,9 @@ class BpeModel {
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;
 
-  // Piece → (ids, byte lengths). Bounded; cleared when full.
-  struct Cached {
-    std::vector<int32_t> ids;
-    std::vector<uint32_t> lens;
-  };
+  // Piece → its tokens as (id, byte length) pairs, flattened. Bounded; cleared when full.
   mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, Cached> cache_;
+  mutable std::unordered_map<std::string, std::vector<uint32_t>> cache_;
 };
 
 }  // namespace posttrain::core
