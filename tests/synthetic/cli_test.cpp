@@ -133,6 +133,13 @@ TEST_F(Cli, SynthMathWithCandidatesKeepsCorrectedDialoguesAndStores) {
   EXPECT_NE(attempts[0].feedback.find("incorrect"), std::string::npos);
   EXPECT_EQ(attempts[1].verdict, "pass");
   EXPECT_EQ(dialogues[1].messages[1]["weight"], 0);
+
+  // Re-running the same command adds nothing: problems, attempts and dialogues are deduplicated.
+  ASSERT_EQ(run("synth math --count 4 --seed 3 --max-attempts 2 --candidates " +
+                    path("cand.jsonl") + " --store " + path("s.db"), &err), 0) << err;
+  auto again = datastore::Store::open(path("s.db"));
+  EXPECT_EQ(again.dialogues({}, std::string("synth-math")).size(), 2u);
+  EXPECT_EQ(again.synthetic_attempts(*dialogues[1].problem_id).size(), 2u);
 }
 
 TEST_F(Cli, SynthCodeWithCandidatesRunsTheTestsInTheSandbox) {
