@@ -4,6 +4,8 @@
 // each token from the regions its byte span overlaps: a token touching content is content.
 #include "core/tokenizer/chat_template.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/tokenizer/unicode.h"
@@ -22,7 +24,7 @@ struct Region {
 
 class ChatBuilder {
  public:
-  ChatBuilder(const Tokenizer& tok) : tok_(tok) {}
+  explicit ChatBuilder(const Tokenizer& tok) : tok_(tok) {}
 
   void special(const std::string& token, const TokenLabel& label, bool turn_end = false) {
     if (!tok_.token_id(token)) {

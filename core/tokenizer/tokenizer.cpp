@@ -2,6 +2,7 @@
 // ids a trainer needs (BOS, EOS set, PAD) and saving a folder transformers can load.
 #include "core/tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>

@@ -375,7 +375,7 @@ std::string TokenizerImpl::decode(const std::vector<int64_t>& ids,
   for (size_t i = 0; i < ids.size(); ++i) {
     int64_t id = ids[i];
     if (id < 0 || id >= vocab_size) {
-      throw InputError({source, 0, "input_ids[" + std::to_string(i) + "]"},
+      throw InputError({"", 0, "input_ids[" + std::to_string(i) + "]"},
                        "token id " + std::to_string(id) + " is outside the vocabulary (size " +
                            std::to_string(vocab_size) + ")");
     }
