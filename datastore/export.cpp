@@ -109,7 +109,8 @@ std::string convert(std::string_view body, const std::optional<Shape>& as, const
 // prompt + response as one conversation (openrlhf without a prompt key).
 std::string fold(std::string_view prompt, std::string_view response) {
   Json p = Json::parse(prompt), r = Json::parse(response);
-  if (p.is_string() && r.is_string()) return Json(p.get<std::string>() + r.get<std::string>()).dump();
+  if (p.is_string() && r.is_string())
+    return Json(p.get<std::string>() + r.get<std::string>()).dump();
   Json all = to_messages(p, "user");
   for (const Json& m : to_messages(r, "assistant")) all.push_back(m);
   return all.dump();
@@ -123,12 +124,13 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
   if (options.format == ExportFormat::kMessages) {
     if (options.expand_rankings || options.as || options.filter.min_strength ||
         options.filter.annotator) {
-      throw UsageError("--format messages exports dialogues: --expand-rankings, --as, "
-                       "--min-strength and --annotator apply to pair formats only");
+      throw UsageError(
+          "--format messages exports dialogues: --expand-rankings, --as, "
+          "--min-strength and --annotator apply to pair formats only");
     }
     Deduper dedup(false);  // dialogues are unique on content
-    Statement s(store.db(), internal::dialogue_query_sql(options.filter.rounds,
-                                                         options.filter.source));
+    Statement s(store.db(),
+                internal::dialogue_query_sql(options.filter.rounds, options.filter.source));
     internal::bind_dialogue_filter(s, options.filter.rounds, options.filter.source);
     LineSink sink(path);
     while (s.step()) {

@@ -20,9 +20,10 @@ ExportFormat parse_export_format(const std::string& name);  // UsageError for un
 
 struct ExportOptions {
   ExportFormat format = ExportFormat::kTrl;
-  PairFilter filter;             // rounds, min_strength, source, annotator (messages: rounds, source)
-  bool expand_rankings = false;  // a pair with an edit becomes edited>chosen, edited>rejected, chosen>rejected
-  std::optional<Shape> as;       // force every value to text or to messages
+  PairFilter filter;  // rounds, min_strength, source, annotator (messages: rounds, source)
+  bool expand_rankings =
+      false;  // a pair with an edit becomes edited>chosen, edited>rejected, chosen>rejected
+  std::optional<Shape> as;  // force every value to text or to messages
   std::string prompt_key = "prompt";
   std::string chosen_key = "chosen";
   std::string rejected_key = "rejected";

@@ -5,7 +5,6 @@
 
 #include <fstream>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "common/jsonl.h"
@@ -226,12 +225,15 @@ Json parse_transcript(const std::string& text, const Location& where) {
     bool human = t.compare(pos, kHuman.size(), kHuman) == 0;
     bool assistant = !human && t.compare(pos, kAssistant.size(), kAssistant) == 0;
     if (!human && !assistant) {
-      throw InputError(where, "expected a \"\\n\\nHuman:\" or \"\\n\\nAssistant:\" turn at "
-                              "offset " + std::to_string(pos));
+      throw InputError(where,
+                       "expected a \"\\n\\nHuman:\" or \"\\n\\nAssistant:\" turn at "
+                       "offset " +
+                           std::to_string(pos));
     }
     size_t start = pos + (human ? kHuman.size() : kAssistant.size());
     size_t next = std::min(t.find(kHuman, start), t.find(kAssistant, start));
-    std::string content = t.substr(start, next == std::string::npos ? std::string::npos : next - start);
+    std::string content =
+        t.substr(start, next == std::string::npos ? std::string::npos : next - start);
     if (!content.empty() && content[0] == ' ') content.erase(0, 1);
     messages.push_back(Json{{"role", human ? "user" : "assistant"}, {"content", content}});
     pos = next == std::string::npos ? t.size() : next;
@@ -323,7 +325,8 @@ void parse_annotations(const Json& row, const Location& where, ParsedRow* out) {
     if (!s->is_string() || !parse_strength(s->get<std::string>())) {
       throw InputError(at(where, "strength"),
                        "expected significantly_better, better, slightly_better, "
-                       "marginally_better or null, got " + s->dump());
+                       "marginally_better or null, got " +
+                           s->dump());
     }
     out->strength = parse_strength(s->get<std::string>());
   }
@@ -353,9 +356,8 @@ void parse_messages(const Json& row, const Location& where, ParsedRow* out) {
 
 std::string file_stem(const std::string& path) {
   if (path == "-") return "stdin";
-  std::string base = path.substr(path.find_last_of('/') == std::string::npos
-                                     ? 0
-                                     : path.find_last_of('/') + 1);
+  std::string base =
+      path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
   auto dot = base.find('.');
   return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
 }
@@ -382,11 +384,21 @@ ImportSummary import_jsonl(Store& store, const std::string& path, const ImportOp
       if (!fast) {
         parse_object(line, where, &row);
         switch (options.format) {
-          case ImportFormat::kTrl: parse_trl(row, where, &parsed); break;
-          case ImportFormat::kHhRlhf: parse_hh(row, where, &parsed); break;
-          case ImportFormat::kRanking: parse_ranking(row, where, &parsed); break;
-          case ImportFormat::kAnnotations: parse_annotations(row, where, &parsed); break;
-          case ImportFormat::kMessages: parse_messages(row, where, &parsed); break;
+          case ImportFormat::kTrl:
+            parse_trl(row, where, &parsed);
+            break;
+          case ImportFormat::kHhRlhf:
+            parse_hh(row, where, &parsed);
+            break;
+          case ImportFormat::kRanking:
+            parse_ranking(row, where, &parsed);
+            break;
+          case ImportFormat::kAnnotations:
+            parse_annotations(row, where, &parsed);
+            break;
+          case ImportFormat::kMessages:
+            parse_messages(row, where, &parsed);
+            break;
         }
       }
     } catch (const InputError& e) {

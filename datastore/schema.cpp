@@ -22,14 +22,17 @@ const std::vector<const char*>& migrations() {
       // 1: runs, checkpoints with lineage, prompts, responses, scores, preference pairs.
       "CREATE TABLE runs ("
       "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, config TEXT,"
-      "  created_at TEXT NOT NULL DEFAULT " PT_NOW ");"
+      "  created_at TEXT NOT NULL DEFAULT " PT_NOW
+      ");"
       "CREATE TABLE run_stages ("  // a stage of a round that finished (recipes resume after it)
       "  run_id INTEGER NOT NULL REFERENCES runs(id), round INTEGER NOT NULL,"
-      "  stage TEXT NOT NULL, finished_at TEXT NOT NULL DEFAULT " PT_NOW ","
+      "  stage TEXT NOT NULL, finished_at TEXT NOT NULL DEFAULT " PT_NOW
+      ","
       "  PRIMARY KEY (run_id, round, stage)) WITHOUT ROWID;"
       "CREATE TABLE checkpoints ("
       "  id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, stage TEXT NOT NULL,"
-      "  round INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL DEFAULT " PT_NOW ");"
+      "  round INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL DEFAULT " PT_NOW
+      ");"
       "CREATE TABLE checkpoint_parents ("
       "  child_id INTEGER NOT NULL REFERENCES checkpoints(id),"
       "  position INTEGER NOT NULL,"
@@ -37,11 +40,13 @@ const std::vector<const char*>& migrations() {
       "  weight REAL NOT NULL DEFAULT 1.0,"
       "  PRIMARY KEY (child_id, position)) WITHOUT ROWID;"
       "CREATE TABLE prompts ("
-      "  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, shape " PT_SHAPE ","
+      "  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, shape " PT_SHAPE
+      ","
       "  body TEXT NOT NULL, source TEXT NOT NULL DEFAULT '', tags TEXT);"
       "CREATE TABLE responses ("
       "  id INTEGER PRIMARY KEY, prompt_id INTEGER NOT NULL REFERENCES prompts(id),"
-      "  hash BLOB NOT NULL, shape " PT_SHAPE ", body TEXT NOT NULL,"
+      "  hash BLOB NOT NULL, shape " PT_SHAPE
+      ", body TEXT NOT NULL,"
       "  checkpoint_id INTEGER REFERENCES checkpoints(id), round INTEGER NOT NULL DEFAULT 0,"
       "  token_count INTEGER, sampling TEXT, system_prompt TEXT,"
       "  UNIQUE (prompt_id, hash), UNIQUE (id, prompt_id));"
@@ -98,7 +103,8 @@ const std::vector<const char*>& migrations() {
       "CREATE TABLE evals ("
       "  id INTEGER PRIMARY KEY, checkpoint_id INTEGER REFERENCES checkpoints(id),"
       "  round INTEGER NOT NULL DEFAULT 0, name TEXT NOT NULL, value REAL NOT NULL,"
-      "  details TEXT, created_at TEXT NOT NULL DEFAULT " PT_NOW ");"
+      "  details TEXT, created_at TEXT NOT NULL DEFAULT " PT_NOW
+      ");"
       "CREATE TABLE metrics ("
       "  run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL,"
       "  step INTEGER NOT NULL, value REAL NOT NULL,"
@@ -119,16 +125,15 @@ void check_known(Database& db, int version) {
                      std::to_string(app) + ")");
   }
   if (app == 0 && version == 0 && db.query_int("SELECT count(*) FROM sqlite_master") > 0) {
-    throw UsageError("store " + db.path() + " is an SQLite file with other tables, not a "
+    throw UsageError("store " + db.path() +
+                     " is an SQLite file with other tables, not a "
                      "posttrain store");
   }
 }
 
 }  // namespace
 
-int schema_version(Database& db) {
-  return static_cast<int>(db.query_int("PRAGMA user_version"));
-}
+int schema_version(Database& db) { return static_cast<int>(db.query_int("PRAGMA user_version")); }
 
 void migrate(Database& db, int target) {
   if (target < 0 || target > kSchemaVersion) throw Error("migrate: bad target version");

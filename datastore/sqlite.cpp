@@ -104,9 +104,8 @@ void Database::commit() {
   while (true) {
     int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
     if (rc == SQLITE_OK) return;
-    if ((rc & 0xff) != SQLITE_BUSY ||
-        std::chrono::steady_clock::now() - start >
-            std::chrono::milliseconds(options_.begin_retry_ms)) {
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() - start >
+                                          std::chrono::milliseconds(options_.begin_retry_ms)) {
       check(rc, "COMMIT");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -157,15 +156,14 @@ Statement& Statement::bind(int index, double value) {
 }
 
 Statement& Statement::bind(int index, std::string_view text) {
-  db_->check(sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC,
-                                 SQLITE_UTF8),
-             "bind");
+  db_->check(
+      sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8),
+      "bind");
   return *this;
 }
 
 Statement& Statement::bind_blob(int index, std::string_view bytes) {
-  db_->check(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC),
-             "bind");
+  db_->check(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC), "bind");
   return *this;
 }
 

@@ -36,7 +36,7 @@ class Database {
  public:
   struct Options {
     bool read_only = false;
-    bool create = true;          // create the file when missing (ignored when read_only)
+    bool create = true;           // create the file when missing (ignored when read_only)
     int busy_timeout_ms = 10000;  // per attempt; BEGIN IMMEDIATE additionally retries
     int begin_retry_ms = 120000;  // total time BEGIN IMMEDIATE keeps retrying on SQLITE_BUSY
   };
@@ -98,7 +98,9 @@ class Statement {
   Statement& bind(int index, double value);
   Statement& bind(int index, std::string_view text);  // no copy (see above)
   Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
-  Statement& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  Statement& bind(int index, const std::string& text) {
+    return bind(index, std::string_view(text));
+  }
   Statement& bind_blob(int index, std::string_view bytes);  // no copy
   Statement& bind_null(int index);
   // Binds NULL when the optional is empty.

@@ -122,13 +122,27 @@ bool dump_string(const std::string& s, std::string* out) {
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default: {
         char buf[8];
         std::snprintf(buf, sizeof(buf), "\\u%04x", c);
@@ -178,10 +192,14 @@ Canonical canonicalize(const Json& value, const Location& where) {
 
 const char* strength_name(Strength s) {
   switch (s) {
-    case Strength::kSignificantlyBetter: return "significantly_better";
-    case Strength::kBetter: return "better";
-    case Strength::kSlightlyBetter: return "slightly_better";
-    case Strength::kMarginallyBetter: return "marginally_better";
+    case Strength::kSignificantlyBetter:
+      return "significantly_better";
+    case Strength::kBetter:
+      return "better";
+    case Strength::kSlightlyBetter:
+      return "slightly_better";
+    case Strength::kMarginallyBetter:
+      return "marginally_better";
   }
   return "?";
 }
@@ -196,9 +214,12 @@ std::optional<Strength> parse_strength(const std::string& name) {
 
 const char* scorer_kind_name(ScorerKind kind) {
   switch (kind) {
-    case ScorerKind::kRewardModel: return "reward_model";
-    case ScorerKind::kVerifier: return "verifier";
-    case ScorerKind::kAnnotator: return "annotator";
+    case ScorerKind::kRewardModel:
+      return "reward_model";
+    case ScorerKind::kVerifier:
+      return "verifier";
+    case ScorerKind::kAnnotator:
+      return "annotator";
   }
   return "?";
 }
@@ -209,17 +230,39 @@ namespace {
 
 // Statement keys for Store::stmt.
 enum StmtKey {
-  kInsRun, kSelRun, kInsStage, kSelStage,
-  kInsPrompt, kSelPrompt, kSelPromptBody,
-  kInsResponse, kSelResponse, kSelResponseBody, kSelResponsesOf,
+  kInsRun,
+  kSelRun,
+  kInsStage,
+  kSelStage,
+  kInsPrompt,
+  kSelPrompt,
+  kSelPromptBody,
+  kInsResponse,
+  kSelResponse,
+  kSelResponseBody,
+  kSelResponsesOf,
   kInsScore,
-  kInsPair, kSelPair, kCountPairs,
-  kInsProblem, kSelProblem, kInsAttempt, kSelAttempts,
-  kInsDialogue, kSelDialogue,
-  kInsSelection, kSelSelected,
-  kPutRef, kGetRef, kAllRef,
-  kInsCheckpoint, kSelCheckpointPath, kInsParent, kSelCheckpoint, kSelParents,
-  kInsEval, kInsMetric,
+  kInsPair,
+  kSelPair,
+  kCountPairs,
+  kInsProblem,
+  kSelProblem,
+  kInsAttempt,
+  kSelAttempts,
+  kInsDialogue,
+  kSelDialogue,
+  kInsSelection,
+  kSelSelected,
+  kPutRef,
+  kGetRef,
+  kAllRef,
+  kInsCheckpoint,
+  kSelCheckpointPath,
+  kInsParent,
+  kSelCheckpoint,
+  kSelParents,
+  kInsEval,
+  kInsMetric,
   kNumStmts
 };
 
@@ -301,7 +344,9 @@ int64_t Store::ensure_run(const std::string& name, const Json& config) {
   Transaction tx(*db_);
   auto cfg = json_or_null(config);
   stmt(kInsRun, "INSERT INTO runs(name, config) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
-      .bind(1, name).bind(2, cfg).run();
+      .bind(1, name)
+      .bind(2, cfg)
+      .run();
   auto& s = stmt(kSelRun, "SELECT id FROM runs WHERE name = ?").bind(1, name);
   s.step();
   int64_t id = s.column_int(0);
@@ -313,13 +358,18 @@ int64_t Store::ensure_run(const std::string& name, const Json& config) {
 void Store::mark_stage_done(int64_t run_id, int round, const std::string& stage) {
   Transaction tx(*db_);
   stmt(kInsStage, "INSERT OR IGNORE INTO run_stages(run_id, round, stage) VALUES (?, ?, ?)")
-      .bind(1, run_id).bind(2, round).bind(3, stage).run();
+      .bind(1, run_id)
+      .bind(2, round)
+      .bind(3, stage)
+      .run();
   tx.commit();
 }
 
 bool Store::stage_done(int64_t run_id, int round, const std::string& stage) {
   auto& s = stmt(kSelStage, "SELECT 1 FROM run_stages WHERE run_id = ? AND round = ? AND stage = ?")
-                .bind(1, run_id).bind(2, round).bind(3, stage);
+                .bind(1, run_id)
+                .bind(2, round)
+                .bind(3, stage);
   bool found = s.step();
   s.reset();
   return found;
@@ -340,8 +390,12 @@ int64_t Store::add_prompt(const Canonical& c, const std::string& source,
   stmt(kInsPrompt,
        "INSERT INTO prompts(hash, shape, body, source, tags) VALUES (?, ?, ?, ?, ?)"
        " ON CONFLICT(hash) DO NOTHING")
-      .bind_blob(1, c.digest).bind(2, shape_name(c.shape)).bind(3, c.text).bind(4, source)
-      .bind(5, tag_json).run();
+      .bind_blob(1, c.digest)
+      .bind(2, shape_name(c.shape))
+      .bind(3, c.text)
+      .bind(4, source)
+      .bind(5, tag_json)
+      .run();
   int64_t id;
   if (db_->changes() == 1) {
     id = db_->last_insert_rowid();
@@ -366,7 +420,8 @@ std::optional<int64_t> Store::find_prompt(const Json& content) {
 
 Json Store::prompt_content(int64_t prompt_id) {
   auto& s = stmt(kSelPromptBody, "SELECT body FROM prompts WHERE id = ?").bind(1, prompt_id);
-  if (!s.step()) throw InputError(Location{"", 0, "prompt_id"}, "no prompt " + std::to_string(prompt_id));
+  if (!s.step())
+    throw InputError(Location{"", 0, "prompt_id"}, "no prompt " + std::to_string(prompt_id));
   Json v = parse_stored(s.column_view(0));
   s.reset();
   return v;
@@ -395,9 +450,16 @@ int64_t Store::add_response(const NewResponse& r, const Canonical& c) {
          "INSERT INTO responses(prompt_id, hash, shape, body, checkpoint_id, round, token_count,"
          " sampling, system_prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
          " ON CONFLICT(prompt_id, hash) DO NOTHING")
-        .bind(1, r.prompt_id).bind_blob(2, c.digest).bind(3, shape_name(c.shape)).bind(4, c.text)
-        .bind(5, r.checkpoint_id).bind(6, r.round).bind(7, r.token_count).bind(8, sampling)
-        .bind(9, system).run();
+        .bind(1, r.prompt_id)
+        .bind_blob(2, c.digest)
+        .bind(3, shape_name(c.shape))
+        .bind(4, c.text)
+        .bind(5, r.checkpoint_id)
+        .bind(6, r.round)
+        .bind(7, r.token_count)
+        .bind(8, sampling)
+        .bind(9, system)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787 /*SQLITE_CONSTRAINT_FOREIGNKEY*/) {
       throw InputError(Location{"", 0, "prompt_id"},
@@ -410,7 +472,8 @@ int64_t Store::add_response(const NewResponse& r, const Canonical& c) {
     id = db_->last_insert_rowid();
   } else {
     auto& s = stmt(kSelResponse, "SELECT id FROM responses WHERE prompt_id = ? AND hash = ?")
-                  .bind(1, r.prompt_id).bind_blob(2, c.digest);
+                  .bind(1, r.prompt_id)
+                  .bind_blob(2, c.digest);
     s.step();
     id = s.column_int(0);
     s.reset();
@@ -445,8 +508,13 @@ int64_t Store::add_score(const NewScore& sc) {
     stmt(kInsScore,
          "INSERT INTO scores(response_id, scorer_kind, scorer, value, details, round)"
          " VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(1, sc.response_id).bind(2, scorer_kind_name(sc.kind)).bind(3, sc.scorer)
-        .bind(4, sc.value).bind(5, details).bind(6, sc.round).run();
+        .bind(1, sc.response_id)
+        .bind(2, scorer_kind_name(sc.kind))
+        .bind(3, sc.scorer)
+        .bind(4, sc.value)
+        .bind(5, details)
+        .bind(6, sc.round)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
       throw InputError(Location{"", 0, "response_id"},
@@ -488,8 +556,15 @@ std::pair<int64_t, bool> Store::add_pair(const NewPair& p) {
          "INSERT INTO preference_pairs(prompt_id, chosen_id, rejected_id, edited_id, strength,"
          " source, annotator, round) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
          " ON CONFLICT(prompt_id, chosen_id, rejected_id) DO NOTHING")
-        .bind(1, p.prompt_id).bind(2, p.chosen_id).bind(3, p.rejected_id).bind(4, edited)
-        .bind(5, strength).bind(6, p.source).bind(7, annotator).bind(8, p.round).run();
+        .bind(1, p.prompt_id)
+        .bind(2, p.chosen_id)
+        .bind(3, p.rejected_id)
+        .bind(4, edited)
+        .bind(5, strength)
+        .bind(6, p.source)
+        .bind(7, annotator)
+        .bind(8, p.round)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
       throw InputError(Location{"", 0, "prompt_id"},
@@ -504,7 +579,9 @@ std::pair<int64_t, bool> Store::add_pair(const NewPair& p) {
     auto& s = stmt(kSelPair,
                    "SELECT id FROM preference_pairs WHERE prompt_id = ? AND chosen_id = ? AND"
                    " rejected_id = ?")
-                  .bind(1, p.prompt_id).bind(2, p.chosen_id).bind(3, p.rejected_id);
+                  .bind(1, p.prompt_id)
+                  .bind(2, p.chosen_id)
+                  .bind(3, p.rejected_id);
     s.step();
     out = {s.column_int(0), false};
     s.reset();
@@ -520,10 +597,11 @@ std::string pair_query_sql(const PairFilter& f) {
       "SELECT p.id, p.prompt_id, p.chosen_id, p.rejected_id, p.edited_id, p.strength, p.source,"
       " p.annotator, p.round";
   if (f.with_content) {
-    sql += ", pr.body, c.body, r.body, e.body, pr.shape, c.shape, r.shape, e.shape"
-           " FROM preference_pairs p JOIN prompts pr ON pr.id = p.prompt_id"
-           " JOIN responses c ON c.id = p.chosen_id JOIN responses r ON r.id = p.rejected_id"
-           " LEFT JOIN responses e ON e.id = p.edited_id";
+    sql +=
+        ", pr.body, c.body, r.body, e.body, pr.shape, c.shape, r.shape, e.shape"
+        " FROM preference_pairs p JOIN prompts pr ON pr.id = p.prompt_id"
+        " JOIN responses c ON c.id = p.chosen_id JOIN responses r ON r.id = p.rejected_id"
+        " LEFT JOIN responses e ON e.id = p.edited_id";
   } else {
     sql += " FROM preference_pairs p";
   }
@@ -641,14 +719,19 @@ int64_t Store::add_synthetic_problem(const SyntheticProblem& p) {
   stmt(kInsProblem,
        "INSERT INTO synthetic_problems(hash, kind, spec, checker, round, source)"
        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
-      .bind_blob(1, key).bind(2, p.kind).bind(3, spec).bind(4, checker).bind(5, p.round)
-      .bind(6, p.source).run();
+      .bind_blob(1, key)
+      .bind(2, p.kind)
+      .bind(3, spec)
+      .bind(4, checker)
+      .bind(5, p.round)
+      .bind(6, p.source)
+      .run();
   int64_t id;
   if (db_->changes() == 1) {
     id = db_->last_insert_rowid();
   } else {
-    auto& s = stmt(kSelProblem, "SELECT id FROM synthetic_problems WHERE hash = ?")
-                  .bind_blob(1, key);
+    auto& s =
+        stmt(kSelProblem, "SELECT id FROM synthetic_problems WHERE hash = ?").bind_blob(1, key);
     s.step();
     id = s.column_int(0);
     s.reset();
@@ -664,8 +747,13 @@ int64_t Store::add_synthetic_attempt(const SyntheticAttempt& a) {
     stmt(kInsAttempt,
          "INSERT INTO synthetic_attempts(problem_id, attempt, candidate, verdict, feedback,"
          " response_id) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(1, a.problem_id).bind(2, a.attempt).bind(3, a.candidate).bind(4, a.verdict)
-        .bind(5, a.feedback).bind(6, a.response_id).run();
+        .bind(1, a.problem_id)
+        .bind(2, a.attempt)
+        .bind(3, a.candidate)
+        .bind(4, a.verdict)
+        .bind(5, a.feedback)
+        .bind(6, a.response_id)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
       throw InputError(Location{"", 0, "problem_id"},
@@ -710,8 +798,12 @@ std::pair<int64_t, bool> Store::add_dialogue(const KeptDialogue& d) {
     stmt(kInsDialogue,
          "INSERT INTO dialogues(hash, body, problem_id, source, round) VALUES (?, ?, ?, ?, ?)"
          " ON CONFLICT(hash) DO NOTHING")
-        .bind_blob(1, c.digest).bind(2, c.text).bind(3, d.problem_id).bind(4, d.source)
-        .bind(5, d.round).run();
+        .bind_blob(1, c.digest)
+        .bind(2, c.text)
+        .bind(3, d.problem_id)
+        .bind(4, d.source)
+        .bind(5, d.round)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) throw InputError(Location{"", 0, "problem_id"}, "unknown problem");
     throw;
@@ -764,10 +856,10 @@ void Store::add_selection(int round, SampleKind kind, int64_t id, const std::str
     s.run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
-      throw InputError(Location{"", 0, "id"}, std::string("unknown ") +
-                                                  (kind == SampleKind::kResponse ? "response "
-                                                                                 : "dialogue ") +
-                                                  std::to_string(id));
+      throw InputError(Location{"", 0, "id"},
+                       std::string("unknown ") +
+                           (kind == SampleKind::kResponse ? "response " : "dialogue ") +
+                           std::to_string(id));
     }
     throw;
   }
@@ -831,8 +923,14 @@ void Store::put_ref_logprobs(int64_t pair_id, const std::string& reference,
     stmt(kPutRef,
          "INSERT OR REPLACE INTO ref_logprobs(pair_id, reference, settings_hash, chosen, rejected,"
          " chosen_tokens, rejected_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(1, pair_id).bind(2, reference).bind(3, settings_hash).bind(4, v.chosen)
-        .bind(5, v.rejected).bind(6, v.chosen_tokens).bind(7, v.rejected_tokens).run();
+        .bind(1, pair_id)
+        .bind(2, reference)
+        .bind(3, settings_hash)
+        .bind(4, v.chosen)
+        .bind(5, v.rejected)
+        .bind(6, v.chosen_tokens)
+        .bind(7, v.rejected_tokens)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
       throw InputError(Location{"", 0, "pair_id"}, "unknown pair " + std::to_string(pair_id));
@@ -847,7 +945,9 @@ std::optional<RefLogprobs> Store::get_ref_logprobs(int64_t pair_id, const std::s
   auto& s = stmt(kGetRef,
                  "SELECT chosen, rejected, chosen_tokens, rejected_tokens FROM ref_logprobs"
                  " WHERE reference = ? AND settings_hash = ? AND pair_id = ?")
-                .bind(1, reference).bind(2, settings_hash).bind(3, pair_id);
+                .bind(1, reference)
+                .bind(2, settings_hash)
+                .bind(3, pair_id);
   std::optional<RefLogprobs> out;
   if (s.step()) {
     out = RefLogprobs{s.column_double(0), s.column_double(1), s.column_int(2), s.column_int(3)};
@@ -861,7 +961,8 @@ std::map<int64_t, RefLogprobs> Store::ref_logprobs_for(const std::string& refere
   auto& s = stmt(kAllRef,
                  "SELECT pair_id, chosen, rejected, chosen_tokens, rejected_tokens FROM"
                  " ref_logprobs WHERE reference = ? AND settings_hash = ?")
-                .bind(1, reference).bind(2, settings_hash);
+                .bind(1, reference)
+                .bind(2, settings_hash);
   std::map<int64_t, RefLogprobs> out;
   while (s.step()) {
     out[s.column_int(0)] =
@@ -883,15 +984,21 @@ int64_t Store::add_checkpoint(const std::string& path, const std::string& stage,
   Transaction tx(*db_);
   if (auto known = checkpoint_by_path(path)) return known->id;
   stmt(kInsCheckpoint, "INSERT INTO checkpoints(path, stage, round) VALUES (?, ?, ?)")
-      .bind(1, path).bind(2, stage).bind(3, round).run();
+      .bind(1, path)
+      .bind(2, stage)
+      .bind(3, round)
+      .run();
   int64_t id = db_->last_insert_rowid();
   for (size_t i = 0; i < parents.size(); ++i) {
     try {
       stmt(kInsParent,
            "INSERT INTO checkpoint_parents(child_id, position, parent_id, weight)"
            " VALUES (?, ?, ?, ?)")
-          .bind(1, id).bind(2, static_cast<int64_t>(i)).bind(3, parents[i])
-          .bind(4, weights.empty() ? 1.0 : weights[i]).run();
+          .bind(1, id)
+          .bind(2, static_cast<int64_t>(i))
+          .bind(3, parents[i])
+          .bind(4, weights.empty() ? 1.0 : weights[i])
+          .run();
     } catch (const DbError& e) {
       if (e.code() == 787) {
         throw InputError(Location{"", 0, "parents[" + std::to_string(i) + "]"},
@@ -952,7 +1059,12 @@ int64_t Store::add_eval(std::optional<int64_t> checkpoint_id, int round, const s
   try {
     stmt(kInsEval,
          "INSERT INTO evals(checkpoint_id, round, name, value, details) VALUES (?, ?, ?, ?, ?)")
-        .bind(1, checkpoint_id).bind(2, round).bind(3, name).bind(4, value).bind(5, d).run();
+        .bind(1, checkpoint_id)
+        .bind(2, round)
+        .bind(3, name)
+        .bind(4, value)
+        .bind(5, d)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) throw InputError(Location{"", 0, "checkpoint_id"}, "unknown checkpoint");
     throw;
@@ -963,8 +1075,9 @@ int64_t Store::add_eval(std::optional<int64_t> checkpoint_id, int round, const s
 }
 
 std::vector<Eval> Store::evals(const std::optional<std::string>& name) {
-  Statement s(*db_, std::string("SELECT id, checkpoint_id, round, name, value, details FROM evals") +
-                        (name ? " WHERE name = ?" : "") + " ORDER BY id");
+  Statement s(*db_,
+              std::string("SELECT id, checkpoint_id, round, name, value, details FROM evals") +
+                  (name ? " WHERE name = ?" : "") + " ORDER BY id");
   if (name) s.bind(1, *name);
   std::vector<Eval> out;
   while (s.step()) {
@@ -987,7 +1100,11 @@ void Store::add_metric(int64_t run_id, int64_t step, const std::string& name, do
     stmt(kInsMetric,
          "INSERT INTO metrics(run_id, name, step, value) VALUES (?, ?, ?, ?)"
          " ON CONFLICT(run_id, name, step) DO UPDATE SET value = excluded.value")
-        .bind(1, run_id).bind(2, name).bind(3, step).bind(4, value).run();
+        .bind(1, run_id)
+        .bind(2, name)
+        .bind(3, step)
+        .bind(4, value)
+        .run();
   } catch (const DbError& e) {
     if (e.code() == 787) {
       throw InputError(Location{"", 0, "run_id"}, "unknown run " + std::to_string(run_id));
@@ -1011,9 +1128,9 @@ std::vector<Metric> Store::metrics(int64_t run_id, const std::optional<std::stri
 
 Stats Store::stats() {
   Stats st;
-  for (const char* t : {"runs", "checkpoints", "prompts", "responses", "scores",
-                        "preference_pairs", "synthetic_problems", "synthetic_attempts",
-                        "dialogues", "selections", "ref_logprobs", "evals", "metrics"}) {
+  for (const char* t : {"runs", "checkpoints", "prompts", "responses", "scores", "preference_pairs",
+                        "synthetic_problems", "synthetic_attempts", "dialogues", "selections",
+                        "ref_logprobs", "evals", "metrics"}) {
     st.tables[t] = db_->query_int(std::string("SELECT count(*) FROM ") + t);
   }
   Statement r(*db_, "SELECT round, count(*) FROM preference_pairs GROUP BY round");

@@ -17,11 +17,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "datastore/sqlite.h"
@@ -33,7 +32,7 @@ using Json = nlohmann::json;
 // ---- content --------------------------------------------------------------------------------
 
 enum class Shape { kText, kMessages };
-const char* shape_name(Shape shape);  // "text" / "messages"
+const char* shape_name(Shape shape);         // "text" / "messages"
 Shape parse_shape(const std::string& name);  // throws UsageError on anything else
 
 // Checks that `value` is a non-empty string or a non-empty list of messages (objects with a
@@ -58,7 +57,12 @@ Canonical canonicalize(const Json& value, const Location& where);
 
 // ---- preference strength (Llama 3's four levels; NULL = unlabelled) --------------------------
 
-enum class Strength { kSignificantlyBetter = 3, kBetter = 2, kSlightlyBetter = 1, kMarginallyBetter = 0 };
+enum class Strength {
+  kSignificantlyBetter = 3,
+  kBetter = 2,
+  kSlightlyBetter = 1,
+  kMarginallyBetter = 0
+};
 const char* strength_name(Strength s);  // "significantly_better", "better", ...
 // Parses exactly one of the four names; std::nullopt for anything else.
 std::optional<Strength> parse_strength(const std::string& name);
@@ -71,8 +75,8 @@ struct NewResponse {
   std::optional<int64_t> checkpoint_id;  // producing checkpoint (checkpoints.id), if known
   int round = 0;
   std::optional<int64_t> token_count;
-  Json sampling;                         // sampling parameters object, or null
-  std::string system_prompt;             // "" = none
+  Json sampling;              // sampling parameters object, or null
+  std::string system_prompt;  // "" = none
 };
 
 enum class ScorerKind { kRewardModel, kVerifier, kAnnotator };
@@ -83,14 +87,14 @@ struct NewScore {
   ScorerKind kind = ScorerKind::kRewardModel;
   std::string scorer;  // RM checkpoint path, verifier name or annotator id (non-empty)
   double value = 0;
-  Json details;        // any JSON, or null
+  Json details;  // any JSON, or null
   int round = 0;
 };
 
 struct NewPair {
   int64_t prompt_id = 0;
-  int64_t chosen_id = 0;    // responses.id, must belong to prompt_id
-  int64_t rejected_id = 0;  // responses.id, != chosen_id
+  int64_t chosen_id = 0;             // responses.id, must belong to prompt_id
+  int64_t rejected_id = 0;           // responses.id, != chosen_id
   std::optional<int64_t> edited_id;  // annotator's edit of chosen; ranks above chosen
   std::optional<Strength> strength;
   std::string source;
@@ -111,13 +115,13 @@ struct Pair {
 
 struct PairFilter {
   std::optional<int64_t> id;
-  std::vector<int> rounds;                // empty = every round
+  std::vector<int> rounds;  // empty = every round
   // Keeps pairs at least this strong, and unlabelled pairs (Llama 3 kept the top two levels
   // plus unlabelled data: min_strength = kBetter). Unset = no strength filter.
   std::optional<Strength> min_strength;
   std::optional<std::string> source;
   std::optional<std::string> annotator;
-  int64_t limit = -1;                     // < 0: no limit
+  int64_t limit = -1;  // < 0: no limit
   bool with_content = true;
 };
 
@@ -131,10 +135,10 @@ struct SyntheticProblem {
 
 struct SyntheticAttempt {
   int64_t problem_id = 0;
-  int attempt = 0;          // 0-based number within the problem's correction chain
-  std::string candidate;    // the model's answer / program
-  std::string verdict;      // "pass", "fail", "error", "timeout", ... (non-empty)
-  std::string feedback;     // what the checker said (fed back for self-correction)
+  int attempt = 0;        // 0-based number within the problem's correction chain
+  std::string candidate;  // the model's answer / program
+  std::string verdict;    // "pass", "fail", "error", "timeout", ... (non-empty)
+  std::string feedback;   // what the checker said (fed back for self-correction)
   std::optional<int64_t> response_id;
 };
 
@@ -143,7 +147,7 @@ struct StoredAttempt : SyntheticAttempt {
 };
 
 struct KeptDialogue {
-  Json messages;  // message list (validated)
+  Json messages;                      // message list (validated)
   std::optional<int64_t> problem_id;  // synthetic problem it solves, if any
   std::string source;
   int round = 0;
@@ -203,7 +207,7 @@ struct Metric {
 
 // Row counts for `posttrain store stats`.
 struct Stats {
-  std::map<std::string, int64_t> tables;     // table name -> rows
+  std::map<std::string, int64_t> tables;  // table name -> rows
   std::map<int, int64_t> pairs_by_round;
   std::map<std::string, int64_t> pairs_by_source;
   std::map<std::string, int64_t> pairs_by_strength;  // "unlabelled" for NULL

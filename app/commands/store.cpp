@@ -1,5 +1,7 @@
 // `posttrain store init|stats|pairs|import|export`: the command-line face of datastore/.
 // Parsing only; every read and write goes through posttrain::datastore.
+#include "datastore/store.h"
+
 #include <sys/stat.h>
 
 #include <chrono>
@@ -15,7 +17,6 @@
 #include "datastore/export.h"
 #include "datastore/import.h"
 #include "datastore/schema.h"
-#include "datastore/store.h"
 
 namespace posttrain::app {
 namespace {
@@ -52,8 +53,8 @@ void add_filter_options(po::options_description& desc) {
   desc.add_options()("round", po::value<std::vector<int>>()->composing(),
                      "only this round (repeatable)")(
       "min-strength", po::value<std::string>(),
-      "keep pairs at least this strong, plus unlabelled ones")(
-      "source", po::value<std::string>(), "only pairs from this source")(
+      "keep pairs at least this strong, plus unlabelled ones")("source", po::value<std::string>(),
+                                                               "only pairs from this source")(
       "annotator", po::value<std::string>(), "only pairs by this annotator");
 }
 
@@ -64,8 +65,10 @@ ds::PairFilter read_filter(const po::variables_map& vm) {
     std::string s = vm["min-strength"].as<std::string>();
     f.min_strength = ds::parse_strength(s);
     if (!f.min_strength) {
-      throw UsageError("--min-strength must be significantly_better, better, slightly_better or "
-                       "marginally_better, not '" + s + "'");
+      throw UsageError(
+          "--min-strength must be significantly_better, better, slightly_better or "
+          "marginally_better, not '" +
+          s + "'");
     }
   }
   if (vm.count("source")) f.source = vm["source"].as<std::string>();
@@ -145,9 +148,8 @@ int cmd_pairs(const std::vector<std::string>& args) {
     int64_t id = vm["id"].as<int64_t>();
     auto p = store.pair(id);
     if (!p) throw UsageError("no pair with id " + std::to_string(id));
-    nlohmann::json j = {{"id", p->id},         {"round", p->round},
-                        {"source", p->source}, {"prompt", p->prompt},
-                        {"chosen", p->chosen}, {"rejected", p->rejected}};
+    nlohmann::json j = {{"id", p->id},         {"round", p->round},   {"source", p->source},
+                        {"prompt", p->prompt}, {"chosen", p->chosen}, {"rejected", p->rejected}};
     j["strength"] = p->strength ? nlohmann::json(ds::strength_name(*p->strength)) : nullptr;
     j["annotator"] = p->annotator.empty() ? nlohmann::json() : nlohmann::json(p->annotator);
     j["edited"] = p->edited;
@@ -158,7 +160,8 @@ int cmd_pairs(const std::vector<std::string>& args) {
   f.limit = vm["limit"].as<int64_t>();
   int64_t n = 0;
   std::cout << std::left << std::setw(8) << "id" << std::setw(7) << "round" << std::setw(22)
-            << "strength" << std::setw(16) << "source" << "prompt\n";
+            << "strength" << std::setw(16) << "source"
+            << "prompt\n";
   store.for_each_pair(f, [&](const ds::Pair& p) {
     std::cout << std::left << std::setw(8) << p.id << std::setw(7) << p.round << std::setw(22)
               << (p.strength ? ds::strength_name(*p.strength) : "-") << std::setw(16)
@@ -175,11 +178,13 @@ int cmd_import(const std::vector<std::string>& args) {
   desc.add_options()("format", po::value<std::string>()->required(),
                      "trl, hh-rlhf, ranking, annotations or messages")(
       "round", po::value<int>(), "round of rows that do not give their own (default 0)")(
-      "source", po::value<std::string>(), "source of rows that do not give their own "
-                                          "(default: the file name without extension)")(
-      "skip-bad", po::bool_switch(), "skip malformed lines (each reported) instead of "
-                                     "rolling the whole import back")(
-      "file", po::value<std::string>()->required(), "JSONL file to import ('-' = stdin)");
+      "source", po::value<std::string>(),
+      "source of rows that do not give their own "
+      "(default: the file name without extension)")(
+      "skip-bad", po::bool_switch(),
+      "skip malformed lines (each reported) instead of "
+      "rolling the whole import back")("file", po::value<std::string>()->required(),
+                                       "JSONL file to import ('-' = stdin)");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm, {{"file", 1}})) return 0;
   ds::ImportOptions opt;
@@ -200,9 +205,9 @@ int cmd_import(const std::vector<std::string>& args) {
   bar.finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* what = opt.format == ds::ImportFormat::kMessages ? "dialogues" : "pairs";
-  std::cout << "imported " << s.imported << " " << what << ", " << s.duplicates
-            << " duplicates, " << s.skipped << " skipped (" << s.lines << " lines of " << file
-            << ", " << std::fixed << std::setprecision(2) << secs << " s)\n";
+  std::cout << "imported " << s.imported << " " << what << ", " << s.duplicates << " duplicates, "
+            << s.skipped << " skipped (" << s.lines << " lines of " << file << ", " << std::fixed
+            << std::setprecision(2) << secs << " s)\n";
   return 0;
 }
 

@@ -21,8 +21,10 @@ TEST(StoreCli, InitImportStatsPairsExport) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("schema version"), std::string::npos);
   write_file(dir / "a.jsonl",
-             R"({"prompt":"P1","chosen":"c","rejected":"r","strength":"better","annotator":"ann"})" "\n"
-             R"({"prompt":"P2","chosen":"c","rejected":"r","strength":"slightly_better"})" "\n");
+             R"({"prompt":"P1","chosen":"c","rejected":"r","strength":"better","annotator":"ann"})"
+             "\n"
+             R"({"prompt":"P2","chosen":"c","rejected":"r","strength":"slightly_better"})"
+             "\n");
   r = run_cli("store import --store " + db + " --format annotations --round 2 --source vendor " +
                   (dir / "a.jsonl"),
               dir.path());
@@ -55,24 +57,24 @@ TEST(StoreCli, InitImportStatsPairsExport) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_lines(dir / "o.jsonl"),
             std::vector<std::string>{R"({"q":"P1","chosen":"c","rejected":"r"})"});
-  r = run_cli("store export --store " + db + " --format trl --as messages --output " +
-                  (dir / "m.jsonl"),
-              dir.path());
+  r = run_cli(
+      "store export --store " + db + " --format trl --as messages --output " + (dir / "m.jsonl"),
+      dir.path());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_lines(dir / "m.jsonl").size(), 2u);
   EXPECT_TRUE(Json::parse(read_lines(dir / "m.jsonl")[0])["prompt"].is_array());
-  r = run_cli("store export --store " + db + " --format messages --as text --out " +
-                  (dir / "d.jsonl"),
-              dir.path());
+  r = run_cli(
+      "store export --store " + db + " --format messages --as text --out " + (dir / "d.jsonl"),
+      dir.path());
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("pair formats only"), std::string::npos) << r.err;
   // stdout export and stdin import.
   r = run_cli("store export --store " + db + " --format trl --min-strength better --out -",
               dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r"})" "\n");
-  r = run_cli("store import --store " + db + " --format trl - < " + (dir / "m.jsonl"),
-              dir.path());
+  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r"})"
+                   "\n");
+  r = run_cli("store import --store " + db + " --format trl - < " + (dir / "m.jsonl"), dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("imported 2 pairs, 0 duplicates", 0), 0u) << r.out;
 }
@@ -81,9 +83,12 @@ TEST(StoreCli, BadLineRollsBackAndNamesFileLineField) {
   TempDir dir;
   std::string db = dir / "s.db";
   std::string in = dir / "bad.jsonl";
-  write_file(in, R"({"prompt":"ok","chosen":"a","rejected":"b"})" "\n"
-                 R"({"prompt":"p","chosen":"a"})" "\n"
-                 R"({"prompt":"ok2","chosen":"a","rejected":"b"})" "\n");
+  write_file(in, R"({"prompt":"ok","chosen":"a","rejected":"b"})"
+                 "\n"
+                 R"({"prompt":"p","chosen":"a"})"
+                 "\n"
+                 R"({"prompt":"ok2","chosen":"a","rejected":"b"})"
+                 "\n");
   auto r = run_cli("store import --store " + db + " --format trl " + in, dir.path());
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "posttrain store: error: " + in + ":2: field 'rejected': missing\n");
@@ -148,9 +153,8 @@ TEST(StoreCli, EveryImportFormatOnItsFixture) {
       {"messages", "messages.jsonl", "imported 2 dialogues, 0 duplicates, 0 skipped"},
   };
   for (const auto& c : cases) {
-    auto r = testing::run_cli("store import --store " + db + " --format " + c.format + " " +
-                                  fx + c.file,
-                              dir.path());
+    auto r = testing::run_cli(
+        "store import --store " + db + " --format " + c.format + " " + fx + c.file, dir.path());
     EXPECT_EQ(r.status, 0) << c.format << ": " << r.err;
     EXPECT_EQ(r.out.rfind(c.summary, 0), 0u) << c.format << ": " << r.out;
   }
@@ -172,9 +176,8 @@ TEST(StoreCli, EveryImportFormatOnItsFixture) {
   EXPECT_EQ(Json::parse(lines[3])["chosen"][0]["content"], "Bonjour !");
   EXPECT_EQ(Json::parse(lines[3])["rejected"][0]["content"], "Bonjour");
   EXPECT_EQ(Json::parse(lines[5])["chosen"][0]["content"], "Bonjour");
-  r = testing::run_cli("store export --store " + db + " --format messages --out " +
-                           (dir / "m.jsonl"),
-                       dir.path());
+  r = testing::run_cli(
+      "store export --store " + db + " --format messages --out " + (dir / "m.jsonl"), dir.path());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(testing::read_lines(dir / "m.jsonl").size(), 2u);
 }

@@ -1,11 +1,10 @@
 // Faults: several processes writing one store at once lose no row and make no duplicate, and a
 // process SIGKILLed in the middle of a large import leaves a store that passes integrity_check
 // and holds all of that import or none of it.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "datastore/import.h"
 #include "datastore/store.h"
@@ -19,7 +18,8 @@ using testing::write_file;
 
 std::string pair_line(const std::string& prompt) {
   return Json{{"prompt", prompt}, {"chosen", "yes " + prompt}, {"rejected", "no " + prompt}}
-             .dump() + "\n";
+             .dump() +
+         "\n";
 }
 
 // Child body: insert `shared` pairs every worker also inserts, then `own` pairs of its own, in
@@ -35,7 +35,7 @@ int worker(const std::string& path, int index, int shared, int own) {
       int64_t c = store.add_response(r);
       r.content = "no " + prompt;
       int64_t x = store.add_response(r);
-      store.add_pair({p, c, x, std::nullopt, std::nullopt, "w" + std::to_string(index)});
+      store.add_pair({p, c, x, std::nullopt, std::nullopt, "w" + std::to_string(index), "", 0});
     };
     for (int start = 0; start < shared + own; start += 10) {
       auto tx = store.transaction();
@@ -86,7 +86,8 @@ TEST(Concurrency, ParallelCliImportsLoseNoRow) {
   for (int p = 0; p < kProcs; ++p) {
     std::string text;
     for (int i = 0; i < kShared; ++i) text += pair_line("shared " + std::to_string(i));
-    for (int i = 0; i < kOwn; ++i) text += pair_line("own " + std::to_string(p) + "/" + std::to_string(i));
+    for (int i = 0; i < kOwn; ++i)
+      text += pair_line("own " + std::to_string(p) + "/" + std::to_string(i));
     std::string file = dir / ("part" + std::to_string(p) + ".jsonl");
     write_file(file, text);
     script += "('" + std::string(POSTTRAIN_BIN) + "' store import --store '" + (dir / "s.db") +
@@ -110,7 +111,8 @@ TEST(Crash, SigkillMidImportLeavesAllOrNothing) {
   const int kBefore = 50, kBig = 12000;
   std::string small, big;
   for (int i = 0; i < kBefore; ++i) small += pair_line("before " + std::to_string(i));
-  for (int i = 0; i < kBig; ++i) big += pair_line("big " + std::to_string(i) + std::string(200, 'x'));
+  for (int i = 0; i < kBig; ++i)
+    big += pair_line("big " + std::to_string(i) + std::string(200, 'x'));
   write_file(dir / "small.jsonl", small);
   write_file(dir / "big.jsonl", big);
   {

@@ -1,8 +1,9 @@
 // JSONL export: shapes kept, round trip through import, --as, --expand-rankings, openrlhf keys,
 // filters, deterministic order and duplicate dropping.
+#include "datastore/export.h"
+
 #include <gtest/gtest.h>
 
-#include "datastore/export.h"
 #include "datastore/import.h"
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
@@ -107,14 +108,16 @@ TEST(Export, ExpandRankingsAndDropDuplicates) {
   TempDir dir;
   auto store = Store::open(dir / "s.db");
   write_file(dir / "r.jsonl",
-             R"({"prompt":"P","responses":["a","b","c"],"ranking":[0,1,2],"edited":"E"})" "\n");
+             R"({"prompt":"P","responses":["a","b","c"],"ranking":[0,1,2],"edited":"E"})"
+             "\n");
   ImportOptions imp;
   imp.format = ImportFormat::kRanking;
   import_jsonl(store, dir / "r.jsonl", imp);
   ExportOptions opt;
   opt.expand_rankings = true;
   ExportSummary s = export_jsonl(store, dir / "out.jsonl", opt);
-  // Pairs a>b, a>c, b>c each carry E: E>a, E>b, a>b | E>a (dup), E>c, a>c | E>b (dup), E>c (dup), b>c.
+  // Pairs a>b, a>c, b>c each carry E: E>a, E>b, a>b | E>a (dup), E>c, a>c | E>b (dup), E>c (dup),
+  // b>c.
   std::vector<std::pair<std::string, std::string>> got;
   for (const auto& line : read_lines(dir / "out.jsonl")) {
     Json j = Json::parse(line);

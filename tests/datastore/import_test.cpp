@@ -1,8 +1,9 @@
 // JSONL import: every format, every kind of bad input (named by file, line and field), the
 // all-or-nothing default and --skip-bad.
+#include "datastore/import.h"
+
 #include <gtest/gtest.h>
 
-#include "datastore/import.h"
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
@@ -112,7 +113,8 @@ TEST(Import, AnnotationsCarryStrengthAnnotatorRoundSource) {
 TEST(Import, MessagesGoToDialogues) {
   TempDir dir;
   auto store = Store::open(dir / "s.db");
-  std::string d = R"({"messages":[{"role":"user","content":"u"},{"role":"assistant","content":"a","weight":1}]})";
+  std::string d =
+      R"({"messages":[{"role":"user","content":"u"},{"role":"assistant","content":"a","weight":1}]})";
   ImportOptions opt = fmt(ImportFormat::kMessages);
   opt.round = 2;
   ImportSummary s = import_text(store, dir, d + "\n" + d + "\n", opt);
@@ -136,35 +138,71 @@ std::vector<BadCase> bad_cases() {
   return {
       {"not json", ImportFormat::kTrl, R"({"prompt": "x",)", ":2", "not valid JSON"},
       {"not an object", ImportFormat::kTrl, R"(["a"])", ":2", "JSON object"},
-      {"invalid utf8", ImportFormat::kTrl, "{\"prompt\":\"\xff\xfe\",\"chosen\":\"a\",\"rejected\":\"b\"}", ":2", "UTF-8"},
-      {"missing field", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a"})", ":2: field 'rejected'", "missing"},
-      {"null field", ImportFormat::kTrl, R"({"prompt":null,"chosen":"a","rejected":"b"})", ":2: field 'prompt'", "missing"},
-      {"empty string", ImportFormat::kTrl, R"({"prompt":"","chosen":"a","rejected":"b"})", ":2: field 'prompt'", "empty"},
-      {"wrong type", ImportFormat::kTrl, R"({"prompt":"p","chosen":7,"rejected":"b"})", ":2: field 'chosen'", "got number"},
-      {"bad message", ImportFormat::kTrl, R"({"prompt":[{"role":"user"}],"chosen":"a","rejected":"b"})", ":2: field 'prompt[0].content'", "missing"},
-      {"bad escape elsewhere", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a","rejected":"b","x":"\q"})", ":2", "not valid JSON"},
-      {"bad escape in value", ImportFormat::kTrl, R"({"prompt":"p\ud800","chosen":"a","rejected":"b"})", ":2", "not valid JSON"},
-      {"repeated key", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a","rejected":"b","rejected":"a"})", ":2: field 'rejected'", "identical"},
-      {"identical", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a","rejected":"a"})", ":2: field 'rejected'", "identical"},
-      {"bad strength", ImportFormat::kAnnotations, R"({"prompt":"p","chosen":"a","rejected":"b","strength":"much_better"})", ":2: field 'strength'", "much_better"},
-      {"bad round", ImportFormat::kAnnotations, R"({"prompt":"p","chosen":"a","rejected":"b","round":"one"})", ":2: field 'round'", "integer"},
-      {"bad annotator", ImportFormat::kAnnotations, R"({"prompt":"p","chosen":"a","rejected":"b","annotator":3})", ":2: field 'annotator'", "string"},
-      {"ranking out of range", ImportFormat::kRanking, R"({"prompt":"p","responses":["a","b"],"ranking":[0,2]})", ":2: field 'ranking[1]'", "outside"},
-      {"ranking repeated", ImportFormat::kRanking, R"({"prompt":"p","responses":["a","b"],"ranking":[1,1]})", ":2: field 'ranking[1]'", "repeated"},
-      {"ranking too short", ImportFormat::kRanking, R"({"prompt":"p","responses":["a","b"],"ranking":[1]})", ":2: field 'ranking'", "two"},
-      {"ranking not ints", ImportFormat::kRanking, R"({"prompt":"p","responses":["a","b"],"ranking":[0,"1"]})", ":2: field 'ranking[1]'", "integer"},
-      {"responses not list", ImportFormat::kRanking, R"({"prompt":"p","responses":"a","ranking":[0,1]})", ":2: field 'responses'", "list"},
-      {"hh no assistant", ImportFormat::kHhRlhf, R"({"chosen":"\n\nHuman: hi","rejected":"\n\nHuman: hi\n\nAssistant: x"})", ":2: field 'chosen'", "Assistant"},
-      {"hh prefix differs", ImportFormat::kHhRlhf, R"({"chosen":"\n\nHuman: hi\n\nAssistant: a","rejected":"\n\nHuman: ho\n\nAssistant: b"})", ":2: field 'rejected'", "differs"},
-      {"hh empty answer", ImportFormat::kHhRlhf, R"({"chosen":"\n\nHuman: hi\n\nAssistant: ","rejected":"\n\nHuman: hi\n\nAssistant: b"})", ":2: field 'chosen'", "empty"},
-      {"messages string", ImportFormat::kMessages, R"({"messages":"hello"})", ":2: field 'messages'", "list"},
-      {"messages bad role", ImportFormat::kMessages, R"({"messages":[{"role":"","content":"x"}]})", ":2: field 'messages[0].role'", "non-empty"},
+      {"invalid utf8", ImportFormat::kTrl,
+       "{\"prompt\":\"\xff\xfe\",\"chosen\":\"a\",\"rejected\":\"b\"}", ":2", "UTF-8"},
+      {"missing field", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a"})",
+       ":2: field 'rejected'", "missing"},
+      {"null field", ImportFormat::kTrl, R"({"prompt":null,"chosen":"a","rejected":"b"})",
+       ":2: field 'prompt'", "missing"},
+      {"empty string", ImportFormat::kTrl, R"({"prompt":"","chosen":"a","rejected":"b"})",
+       ":2: field 'prompt'", "empty"},
+      {"wrong type", ImportFormat::kTrl, R"({"prompt":"p","chosen":7,"rejected":"b"})",
+       ":2: field 'chosen'", "got number"},
+      {"bad message", ImportFormat::kTrl,
+       R"({"prompt":[{"role":"user"}],"chosen":"a","rejected":"b"})",
+       ":2: field 'prompt[0].content'", "missing"},
+      {"bad escape elsewhere", ImportFormat::kTrl,
+       R"({"prompt":"p","chosen":"a","rejected":"b","x":"\q"})", ":2", "not valid JSON"},
+      {"bad escape in value", ImportFormat::kTrl,
+       R"({"prompt":"p\ud800","chosen":"a","rejected":"b"})", ":2", "not valid JSON"},
+      {"repeated key", ImportFormat::kTrl,
+       R"({"prompt":"p","chosen":"a","rejected":"b","rejected":"a"})", ":2: field 'rejected'",
+       "identical"},
+      {"identical", ImportFormat::kTrl, R"({"prompt":"p","chosen":"a","rejected":"a"})",
+       ":2: field 'rejected'", "identical"},
+      {"bad strength", ImportFormat::kAnnotations,
+       R"({"prompt":"p","chosen":"a","rejected":"b","strength":"much_better"})",
+       ":2: field 'strength'", "much_better"},
+      {"bad round", ImportFormat::kAnnotations,
+       R"({"prompt":"p","chosen":"a","rejected":"b","round":"one"})", ":2: field 'round'",
+       "integer"},
+      {"bad annotator", ImportFormat::kAnnotations,
+       R"({"prompt":"p","chosen":"a","rejected":"b","annotator":3})", ":2: field 'annotator'",
+       "string"},
+      {"ranking out of range", ImportFormat::kRanking,
+       R"({"prompt":"p","responses":["a","b"],"ranking":[0,2]})", ":2: field 'ranking[1]'",
+       "outside"},
+      {"ranking repeated", ImportFormat::kRanking,
+       R"({"prompt":"p","responses":["a","b"],"ranking":[1,1]})", ":2: field 'ranking[1]'",
+       "repeated"},
+      {"ranking too short", ImportFormat::kRanking,
+       R"({"prompt":"p","responses":["a","b"],"ranking":[1]})", ":2: field 'ranking'", "two"},
+      {"ranking not ints", ImportFormat::kRanking,
+       R"({"prompt":"p","responses":["a","b"],"ranking":[0,"1"]})", ":2: field 'ranking[1]'",
+       "integer"},
+      {"responses not list", ImportFormat::kRanking,
+       R"({"prompt":"p","responses":"a","ranking":[0,1]})", ":2: field 'responses'", "list"},
+      {"hh no assistant", ImportFormat::kHhRlhf,
+       R"({"chosen":"\n\nHuman: hi","rejected":"\n\nHuman: hi\n\nAssistant: x"})",
+       ":2: field 'chosen'", "Assistant"},
+      {"hh prefix differs", ImportFormat::kHhRlhf,
+       R"({"chosen":"\n\nHuman: hi\n\nAssistant: a","rejected":"\n\nHuman: ho\n\nAssistant: b"})",
+       ":2: field 'rejected'", "differs"},
+      {"hh empty answer", ImportFormat::kHhRlhf,
+       R"({"chosen":"\n\nHuman: hi\n\nAssistant: ","rejected":"\n\nHuman: hi\n\nAssistant: b"})",
+       ":2: field 'chosen'", "empty"},
+      {"messages string", ImportFormat::kMessages, R"({"messages":"hello"})",
+       ":2: field 'messages'", "list"},
+      {"messages bad role", ImportFormat::kMessages, R"({"messages":[{"role":"","content":"x"}]})",
+       ":2: field 'messages[0].role'", "non-empty"},
   };
 }
 
 TEST(Import, EveryBadLineIsNamedAndRollsTheWholeImportBack) {
-  const std::string good = R"({"prompt":"good","chosen":"a","rejected":"b","responses":["a","b"],"ranking":[0,1],"messages":[{"role":"user","content":"m"}]})";
-  const std::string good_hh = R"({"chosen":"\n\nHuman: q\n\nAssistant: a","rejected":"\n\nHuman: q\n\nAssistant: b"})";
+  const std::string good =
+      R"({"prompt":"good","chosen":"a","rejected":"b","responses":["a","b"],"ranking":[0,1],"messages":[{"role":"user","content":"m"}]})";
+  const std::string good_hh =
+      R"({"chosen":"\n\nHuman: q\n\nAssistant: a","rejected":"\n\nHuman: q\n\nAssistant: b"})";
   for (const BadCase& c : bad_cases()) {
     SCOPED_TRACE(c.name);
     TempDir dir;
@@ -190,11 +228,15 @@ TEST(Import, EveryBadLineIsNamedAndRollsTheWholeImportBack) {
 TEST(Import, SkipBadImportsTheRestAndReportsEachLine) {
   TempDir dir;
   auto store = Store::open(dir / "s.db");
-  std::string text = R"({"prompt":"p1","chosen":"a","rejected":"b"})" "\n"
-                     R"({"prompt":"p2","chosen":"a"})" "\n"
+  std::string text = R"({"prompt":"p1","chosen":"a","rejected":"b"})"
+                     "\n"
+                     R"({"prompt":"p2","chosen":"a"})"
+                     "\n"
                      "garbage\n"
-                     R"({"prompt":"p3","chosen":"a","rejected":"a"})" "\n"
-                     R"({"prompt":"p4","chosen":"a","rejected":"b"})" "\n";
+                     R"({"prompt":"p3","chosen":"a","rejected":"a"})"
+                     "\n"
+                     R"({"prompt":"p4","chosen":"a","rejected":"b"})"
+                     "\n";
   std::vector<int64_t> lines;
   ImportOptions opt = fmt(ImportFormat::kTrl);
   opt.skip_bad = true;
@@ -214,8 +256,9 @@ TEST(Import, HostileTextAndHugeStringsSurviveIntact) {
   std::string huge(10 * 1024 * 1024, 'x');
   huge[5] = '"';
   huge[777] = '\n';
-  Json rows = Json::array({Json{{"prompt", sql}, {"chosen", huge}, {"rejected", "\u0001ctl"}},
-                           Json{{"prompt", "emoji 🙂 数据"}, {"chosen", "a"}, {"rejected", sql}}});
+  Json rows =
+      Json::array({Json{{"prompt", sql}, {"chosen", huge}, {"rejected", "\u0001ctl"}},
+                   Json{{"prompt", "emoji 🙂 数据"}, {"chosen", "a"}, {"rejected", sql}}});
   std::string text = rows[0].dump() + "\n" + rows[1].dump() + "\n";
   import_text(store, dir, text, fmt(ImportFormat::kTrl));
   auto pairs = store.pairs();

@@ -1,10 +1,11 @@
 // The RAII SQLite layer and the schema/migration rules.
-#include <thread>
+#include "datastore/sqlite.h"
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "datastore/schema.h"
-#include "datastore/sqlite.h"
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
@@ -96,8 +97,9 @@ TEST(Schema, FreshStoreGetsTheCurrentVersionAndWal) {
   EXPECT_EQ(store.db().query_text("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(store.db().query_int("PRAGMA foreign_keys"), 1);
   EXPECT_EQ(store.db().query_int("PRAGMA application_id"), kApplicationId);
-  EXPECT_EQ(store.db().query_int(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'preference_pairs'"), 1);
+  EXPECT_EQ(
+      store.db().query_int("SELECT count(*) FROM sqlite_master WHERE name = 'preference_pairs'"),
+      1);
 }
 
 TEST(Schema, OlderStoreIsMigratedForwardKeepingItsRows) {
@@ -112,7 +114,9 @@ TEST(Schema, OlderStoreIsMigratedForwardKeepingItsRows) {
   auto store = Store::open(dir / "s.db");
   EXPECT_EQ(store.schema_version(), kSchemaVersion);
   EXPECT_EQ(store.prompt_content(1), "old");
-  EXPECT_GT(store.add_kept_dialogue({Json::parse(R"([{"role":"user","content":"x"}])")}), 0);
+  EXPECT_GT(store.add_kept_dialogue(
+                {Json::parse(R"([{"role":"user","content":"x"}])"), std::nullopt, "", 0}),
+            0);
 }
 
 TEST(Schema, NewerStoreIsRefusedWithAClearMessage) {

@@ -1,9 +1,10 @@
 // The typed store API other stages call: content hashing and dedup, pairs and their filters,
 // synthetic provenance, selections, reference log-probs, checkpoints, evals and metrics.
+#include "datastore/store.h"
+
 #include <gtest/gtest.h>
 
 #include "common/sha256.h"
-#include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
 namespace posttrain::datastore {
@@ -55,8 +56,9 @@ TEST(Content, ValidationNamesTheField) {
     return std::string("no error");
   };
   EXPECT_EQ(message_of(""), "f.jsonl:3: field 'prompt': empty string");
-  EXPECT_EQ(message_of(5), "f.jsonl:3: field 'prompt': expected a string or a list of messages, "
-                           "got number");
+  EXPECT_EQ(message_of(5),
+            "f.jsonl:3: field 'prompt': expected a string or a list of messages, "
+            "got number");
   EXPECT_EQ(message_of(Json::array()), "f.jsonl:3: field 'prompt': empty list of messages");
   EXPECT_EQ(message_of(Json::parse(R"([{"role":"user","content":"a"},{"content":"b"}])")),
             "f.jsonl:3: field 'prompt[1].role': missing");
@@ -133,10 +135,11 @@ TEST(Store, PairsAreUniqueAndConsistent) {
   EXPECT_EQ(store.pair(id)->strength, Strength::kBetter);  // first write kept
   EXPECT_EQ(store.count_pairs(), 1);
 
-  NewPair same{w.prompt, w.r1, w.r1};
+  NewPair same{w.prompt, w.r1, w.r1, std::nullopt, std::nullopt, "", "", 0};
   EXPECT_THROW(store.add_pair(same), InputError);
   PairWorld other = make_world(store, "another prompt");
-  NewPair cross{w.prompt, w.r1, other.r2};  // rejected answers another prompt
+  NewPair cross{w.prompt,     w.r1, other.r2, std::nullopt,
+                std::nullopt, "",   "",       0};  // rejected answers another prompt
   EXPECT_THROW(store.add_pair(cross), InputError);
   EXPECT_EQ(store.count_pairs(), 1);
 
@@ -259,7 +262,8 @@ TEST(Store, RefLogprobsAreKeyedBySettingsHash) {
   TempDir dir;
   auto store = Store::open(dir / "s.db");
   PairWorld w = make_world(store, "q");
-  int64_t pair = store.add_pair({w.prompt, w.r1, w.r2}).first;
+  int64_t pair =
+      store.add_pair({w.prompt, w.r1, w.r2, std::nullopt, std::nullopt, "", "", 0}).first;
   store.put_ref_logprobs(pair, "ckpt/sft-r1", "tok:abc", {-10.5, -12.25, 7, 9});
   auto got = store.get_ref_logprobs(pair, "ckpt/sft-r1", "tok:abc");
   ASSERT_TRUE(got);

@@ -2,6 +2,7 @@
 // writing/reading, and running the posttrain CLI with its exit status and output captured.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace posttrain::datastore::testing {
 
@@ -60,7 +59,8 @@ struct CliResult {
 // Runs `posttrain ARGS` (ARGS already shell-quoted where needed).
 inline CliResult run_cli(const std::string& args, const std::string& scratch) {
   std::string out = scratch + "/.cli_out", err = scratch + "/.cli_err";
-  std::string cmd = std::string("'") + POSTTRAIN_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  std::string cmd =
+      std::string("'") + POSTTRAIN_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
   int rc = std::system(cmd.c_str());
   CliResult r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
