@@ -1,0 +1,436 @@
+// The shared training loop; see trainer.h for the contract. Training state (optimizer moments,
+// RNG, data position) is in trainer_state.cpp.
+#include "core/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <torch/autograd.h>
+#include <torch/cuda.h>
+#include <torch/optim/adamw.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "core/checkpoint/hf_checkpoint.h"
+#include "core/distributed/data_parallel.h"
+#include "core/train/metrics.h"
+#include "core/train/trainer_state.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain::core {
+
+at::Device resolve_device(const std::string& name, int local_rank) {
+  if (name == "cpu") return at::kCPU;
+  if (name == "auto") {
+    if (!torch::cuda::is_available()) return at::kCPU;
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  }
+  if (!torch::cuda::is_available()) throw UsageError("training.device " + name + ": no CUDA device");
+  if (name == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  return at::Device(name);
+}
+
+double train_flops_per_token(const LlamaConfig& c, int64_t seq_len) {
+  const double h = c.hidden_size, hd = c.resolved_head_dim();
+  const double attn = h * hd * (2.0 * c.num_attention_heads + 2.0 * c.num_key_value_heads);
+  const double mlp = 3.0 * h * c.intermediate_size;
+  const double head = h * c.vocab_size;  // the LM head (tied or not) is a matmul per token
+  const double matmul_params = c.num_hidden_layers * (attn + mlp) + head;
+  // Scores and weighted values: 2 matmuls of T x hd per head per token, half of them masked.
+  const double attention = 12.0 * c.num_hidden_layers * c.num_attention_heads * hd * seq_len / 2;
+  return 6.0 * matmul_params + attention;
+}
+
+namespace {
+
+// Turns bf16 autocast on for the device for the scope of one forward pass.
+class AutocastScope {
+ public:
+  AutocastScope(at::DeviceType device, bool on) : device_(device), on_(on) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
+    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, prev_enabled_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
+  }
+
+ private:
+  at::DeviceType device_;
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kFloat;
+};
+
+MicroBatch to_device(MicroBatch mb, at::Device device) {
+  for (auto& [name, t] : mb.tensors) t = t.to(device, /*non_blocking=*/true);
+  return mb;
+}
+
+bool is_terminal() { return isatty(STDERR_FILENO) == 1; }
+
+}  // namespace
+
+struct Trainer::Impl {
+  at::Device device = at::kCPU;
+  bool autocast = false;
+  std::vector<std::string> names;      // HF names, same order as params
+  std::vector<at::Tensor> params;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  LrSchedule schedule;
+  int64_t total_steps = -1;
+  std::vector<int64_t> epoch_rows;     // rows of each epoch seen so far (lazily extended)
+  std::unique_ptr<MetricsWriter> metrics;
+  int rank = 0, world = 1;
+  double flops_per_token = 0;
+  int64_t last_tokens = 0, last_rows = 0;  // this rank's real tokens / rows in the last step
+};
+
+Trainer::Trainer(TrainerOptions options, LlamaModel model, LossFn loss,
+                 std::shared_ptr<RowDataset> train, std::shared_ptr<RowDataset> eval,
+                 std::shared_ptr<DataParallel> dp)
+    : options_(std::move(options)),
+      model_(std::move(model)),
+      loss_(std::move(loss)),
+      train_(std::move(train)),
+      eval_(std::move(eval)),
+      dp_(std::move(dp)),
+      impl_(std::make_unique<Impl>()) {
+  if (options_.threads > 0) at::set_num_threads(static_cast<int>(options_.threads));
+  if (dp_) {
+    impl_->rank = dp_->rank();
+    impl_->world = dp_->world_size();
+  }
+  for (auto& [name, t] : state_dict(*model_)) {
+    (void)t;
+    impl_->names.push_back(name);
+  }
+  // named_parameters in registration order; map HF names to the live parameters.
+  auto named = model_->named_parameters(/*recurse=*/true);
+  for (const auto& name : impl_->names) {
+    const auto* p = named.find(name);
+    if (!p) throw Error("trainer: model has no parameter " + name);
+    impl_->params.push_back(*p);
+  }
+  impl_->device = impl_->params.front().device();
+  const bool gpu = impl_->device.is_cuda();
+  impl_->autocast = options_.precision == "bf16" || (options_.precision == "auto" && gpu);
+  if (impl_->autocast && !gpu) {
+    throw UsageError("training.precision bf16 needs a GPU (CPU training runs in float32)");
+  }
+  model_->set_activation_checkpointing(options_.activation_checkpointing);
+  model_->train();
+
+  // AdamW; weight decay only on matrices (norm weights are 1-D).
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& p : impl_->params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  auto make_opts = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(options_.lr)
+            .betas({options_.beta1, options_.beta2})
+            .eps(options_.eps)
+            .weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(decay, make_opts(options_.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, make_opts(0.0));
+  impl_->optimizer = std::make_unique<torch::optim::AdamW>(
+      groups, torch::optim::AdamWOptions(options_.lr));
+}
+
+Trainer::~Trainer() = default;
+
+const std::vector<at::Tensor>& Trainer::parameters() const { return impl_->params; }
+const std::vector<std::string>& Trainer::parameter_names() const { return impl_->names; }
+
+int64_t Trainer::global_batch_rows() const {
+  return options_.micro_batch_size * options_.grad_accum_steps * impl_->world;
+}
+
+int64_t Trainer::total_steps() {
+  if (impl_->total_steps >= 0) return impl_->total_steps;
+  if (options_.max_steps > 0) {
+    impl_->total_steps = options_.max_steps;
+  } else {
+    int64_t rows = 0;
+    for (int64_t e = 0; e < options_.epochs; ++e) rows += train_->num_rows(e);
+    impl_->total_steps = rows / global_batch_rows();
+    if (impl_->total_steps == 0) {
+      throw UsageError("the training data has " + std::to_string(rows) +
+                       " rows, fewer than one global batch of " +
+                       std::to_string(global_batch_rows()) +
+                       " (micro_batch_size * grad_accum_steps * ranks)");
+    }
+  }
+  impl_->schedule = LrSchedule{options_.lr, options_.warmup_steps, impl_->total_steps,
+                               options_.decay, options_.min_lr_ratio};
+  return impl_->total_steps;
+}
+
+std::vector<RowRef> Trainer::rows_of_step(int64_t step) {
+  const int64_t per_rank = options_.micro_batch_size * options_.grad_accum_steps;
+  int64_t pos = step * global_batch_rows() + impl_->rank * per_rank;
+  std::vector<RowRef> out;
+  int64_t epoch = 0, start = 0;  // `start`: stream index of epoch's first row
+  for (int64_t i = 0; i < per_rank; ++i, ++pos) {
+    while (true) {
+      if (epoch == static_cast<int64_t>(impl_->epoch_rows.size())) {
+        const int64_t n = train_->num_rows(epoch);
+        if (n == 0) throw UsageError("the training data has no rows");
+        impl_->epoch_rows.push_back(n);
+      }
+      if (pos < start + impl_->epoch_rows[epoch]) break;
+      start += impl_->epoch_rows[epoch];
+      ++epoch;
+    }
+    out.push_back({epoch, pos - start});
+  }
+  return out;
+}
+
+double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) {
+  const auto rows = rows_of_step(step);
+  const int64_t mbs = options_.micro_batch_size;
+  std::vector<MicroBatch> micro;
+  int64_t local_targets = 0, local_tokens = 0;
+  for (int64_t k = 0; k < options_.grad_accum_steps; ++k) {
+    std::vector<RowRef> part(rows.begin() + k * mbs, rows.begin() + (k + 1) * mbs);
+    micro.push_back(train_->collate(part));
+    local_targets += micro.back().num_targets;
+    local_tokens += micro.back().num_tokens;
+  }
+  int64_t global_targets = dp_ ? dp_->all_reduce_sum(local_targets) : local_targets;
+  if (global_targets == 0) throw Error("optimizer step " + std::to_string(step + 1) +
+                                       " has no target tokens on any rank");
+  *global_targets_out = global_targets;
+  const double denom = static_cast<double>(global_targets);
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(impl_->device));
+  for (auto& mb_cpu : micro) {
+    MicroBatch mb = to_device(std::move(mb_cpu), impl_->device);
+    at::Tensor sum;
+    {
+      AutocastScope autocast(impl_->device.type(), impl_->autocast);
+      sum = loss_(model_, mb);  // scalar
+    }
+    (sum.to(at::kFloat) / denom).backward();
+    loss_sum += sum.detach().to(at::kDouble);
+  }
+  impl_->last_tokens = local_tokens;
+  impl_->last_rows = static_cast<int64_t>(rows.size());
+  return loss_sum.item<double>();
+}
+
+std::pair<double, double> Trainer::train_step(int64_t step) {
+  total_steps();
+  const double lr = impl_->schedule.lr_at(step);
+  for (auto& g : impl_->optimizer->param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  }
+  int64_t global_targets = 0;
+  double loss_total = accumulate_gradients(step, &global_targets);
+  const double denom = static_cast<double>(global_targets);
+  if (dp_) {
+    loss_total = dp_->all_reduce_sum(loss_total);
+    dp_->all_reduce_gradients(impl_->params);
+  }
+  // Global gradient norm and clipping (as torch.nn.utils.clip_grad_norm_).
+  std::vector<at::Tensor> norms;
+  for (const auto& p : impl_->params) {
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2).to(at::kFloat));
+  }
+  double grad_norm = 0;
+  if (!norms.empty()) {
+    at::Tensor total = at::stack(norms).norm(2);
+    grad_norm = total.item<double>();
+    if (options_.max_grad_norm > 0 && grad_norm > options_.max_grad_norm) {
+      const double coef = options_.max_grad_norm / (grad_norm + 1e-6);
+      for (const auto& p : impl_->params) {
+        if (p.grad().defined()) p.grad().detach().mul_(coef);
+      }
+    }
+  }
+  impl_->optimizer->step();
+  impl_->optimizer->zero_grad(/*set_to_none=*/true);
+  return {loss_total / denom, grad_norm};
+}
+
+double Trainer::evaluate() {
+  if (!eval_) return std::numeric_limits<double>::quiet_NaN();
+  const int64_t n = eval_->num_rows(0);
+  auto [begin, end] = shard_range(n, impl_->rank, impl_->world);
+  at::NoGradGuard no_grad;
+  model_->eval();
+  double sum = 0;
+  int64_t terms = 0;
+  for (int64_t i = begin; i < end; i += options_.micro_batch_size) {
+    std::vector<RowRef> part;
+    for (int64_t r = i; r < std::min(end, i + options_.micro_batch_size); ++r) part.push_back({0, r});
+    MicroBatch mb = to_device(eval_->collate(part), impl_->device);
+    AutocastScope autocast(impl_->device.type(), impl_->autocast);
+    sum += loss_(model_, mb).item<double>();
+    terms += mb.num_targets;
+  }
+  model_->train();
+  if (dp_) {
+    sum = dp_->all_reduce_sum(sum);
+    terms = dp_->all_reduce_sum(terms);
+  }
+  return terms > 0 ? sum / static_cast<double>(terms) : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Trainer::log_line(const nlohmann::json& line) {
+  if (impl_->rank != 0) return;
+  if (impl_->metrics) impl_->metrics->write(line);
+}
+
+void Trainer::save_checkpoint(int64_t step) {
+  if (impl_->rank == 0) {
+    TrainingState st;
+    st.step = step;
+    st.total_steps = total_steps();
+    st.global_batch_rows = global_batch_rows();
+    st.world_size = impl_->world;
+    st.rows_consumed = step * global_batch_rows();
+    st.lr = impl_->schedule.lr_at(std::max<int64_t>(step - 1, 0));
+    st.schedule = impl_->schedule;
+    st.run_info = run_info_;
+    save_training_checkpoint(options_.dir, st, *model_, *impl_->optimizer, impl_->names,
+                             impl_->params, save_extra_, options_.keep_checkpoints);
+  }
+  if (dp_) dp_->barrier();
+}
+
+int64_t Trainer::try_resume() {
+  if (!options_.resume) return 0;
+  const std::string dir = newest_checkpoint(options_.dir);
+  if (dir.empty()) return 0;
+  TrainingState st = load_training_checkpoint(dir, model_.ptr().get(), impl_->optimizer.get(),
+                                              impl_->names, impl_->params);
+  if (st.global_batch_rows != global_batch_rows()) {
+    throw UsageError(dir + " was trained with a global batch of " +
+                     std::to_string(st.global_batch_rows) + " rows, this run has " +
+                     std::to_string(global_batch_rows()) +
+                     "; resume with the same batch settings or set output.resume=false");
+  }
+  if (st.total_steps != total_steps()) {
+    throw UsageError(dir + " belongs to a run of " + std::to_string(st.total_steps) +
+                     " steps, this run has " + std::to_string(total_steps()) +
+                     "; use the same settings or another output.dir");
+  }
+  if (dp_) dp_->broadcast_parameters(impl_->params);  // identical replicas whatever happened
+  return st.step;
+}
+
+TrainResult Trainer::run() {
+  TrainResult result;
+  const int64_t total = total_steps();
+  const bool main = impl_->rank == 0;
+  if (main) fs::create_directories(options_.dir);
+  const std::string done_marker = (fs::path(options_.dir) / "trainer_state.json").string();
+  if (options_.resume && fs::exists(done_marker)) {
+    TrainingState st = read_training_state(done_marker);
+    if (st.step >= total && st.total_steps == total) {
+      result.already_done = true;
+      result.start_step = result.final_step = st.step;
+      result.last_loss = result.last_eval_loss = std::numeric_limits<double>::quiet_NaN();
+      return result;
+    }
+  }
+  const int64_t start = try_resume();
+  result.start_step = start;
+  if (main) {
+    impl_->metrics = std::make_unique<MetricsWriter>(
+        (fs::path(options_.dir) / "metrics.jsonl").string(), start);
+  }
+  const bool gpu = impl_->device.is_cuda();
+  impl_->flops_per_token = train_flops_per_token(model_->config(), 1);
+  const double peak = (options_.peak_tflops > 0 ? options_.peak_tflops : 989.0) * 1e12;
+  const bool tty = main && is_terminal();
+  Progress bar(label_, total, tty ? 1 : 0);
+  bar.update(start);
+  result.last_loss = result.last_eval_loss = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t step = start; step < total; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    // Tokens and mean row length for throughput/MFU, counted from the collated rows.
+    auto [loss, grad_norm] = train_step(step);
+    if (gpu) torch::cuda::synchronize();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.last_loss = loss;
+    const int64_t done = step + 1;
+    if (!std::isfinite(loss)) {
+      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(done) +
+                  " (lower optimizer.lr or check the data)");
+    }
+    int64_t tokens = impl_->last_tokens;
+    if (dp_) tokens = dp_->all_reduce_sum(tokens);
+    if (done % options_.log_every == 0 || done == total) {
+      nlohmann::json line = {{"step", done},
+                             {"loss", loss},
+                             {"lr", impl_->schedule.lr_at(step)},
+                             {"grad_norm", grad_norm},
+                             {"tokens_per_s", secs > 0 ? tokens / secs : 0.0}};
+      if (gpu) {
+        const double seq = impl_->last_rows > 0 ? double(impl_->last_tokens) / impl_->last_rows : 1;
+        const double fpt = train_flops_per_token(model_->config(), static_cast<int64_t>(seq));
+        line["mfu"] = secs > 0 ? tokens * fpt / secs / (peak * impl_->world) : 0.0;
+      }
+      log_line(line);
+      if (main && !tty) std::cout << line.dump() << std::endl;
+    }
+    char extra[96];
+    std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, impl_->schedule.lr_at(step));
+    bar.update(done, extra);
+    if (eval_ && options_.eval_every > 0 && done % options_.eval_every == 0 && done < total) {
+      const double el = evaluate();
+      result.last_eval_loss = el;
+      nlohmann::json line = {{"step", done}, {"eval_loss", el}};
+      log_line(line);
+      if (main && !tty) std::cout << line.dump() << std::endl;
+    }
+    if (options_.save_every > 0 && done % options_.save_every == 0 && done < total) {
+      save_checkpoint(done);
+    }
+  }
+  bar.finish();
+  if (eval_) {
+    const double el = evaluate();
+    result.last_eval_loss = el;
+    nlohmann::json line = {{"step", total}, {"eval_loss", el}};
+    if (start < total) log_line(line);
+    if (main) std::cout << line.dump() << std::endl;
+  }
+  if (main) {
+    save_final_model(options_.dir, *model_, options_.save_dtype == "bfloat16" ? at::kBFloat16
+                                                                              : at::kFloat,
+                     save_extra_);
+    TrainingState st;
+    st.step = total;
+    st.total_steps = total;
+    st.global_batch_rows = global_batch_rows();
+    st.world_size = impl_->world;
+    st.rows_consumed = total * global_batch_rows();
+    st.schedule = impl_->schedule;
+    st.run_info = run_info_;
+    write_training_state(done_marker, st);
+  }
+  if (dp_) dp_->barrier();
+  result.final_step = total;
+  return result;
+}
+
+}  // namespace posttrain::core

@@ -1,0 +1,229 @@
+#include "core/train/trainer_state.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/adamw.h>
+
+#include "common/error.h"
+#include "core/checkpoint/hf_checkpoint.h"
+#include "core/checkpoint/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain::core {
+
+namespace {
+
+std::string to_hex(const at::Tensor& bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  at::Tensor b = bytes.contiguous();
+  const uint8_t* p = b.data_ptr<uint8_t>();
+  std::string out;
+  out.reserve(b.numel() * 2);
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    out.push_back(kDigits[p[i] >> 4]);
+    out.push_back(kDigits[p[i] & 15]);
+  }
+  return out;
+}
+
+at::Tensor from_hex(const std::string& hex, const std::string& source) {
+  if (hex.size() % 2) throw InputError(Location{source, 0, "rng.cpu"}, "odd-length hex");
+  at::Tensor t = at::empty({static_cast<int64_t>(hex.size() / 2)}, at::kByte);
+  uint8_t* p = t.data_ptr<uint8_t>();
+  auto nib = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw InputError(Location{source, 0, "rng.cpu"}, "not hex");
+  };
+  for (size_t i = 0; i < hex.size(); i += 2) p[i / 2] = nib(hex[i]) << 4 | nib(hex[i + 1]);
+  return t;
+}
+
+const char* decay_name(DecayKind d) {
+  switch (d) {
+    case DecayKind::kCosine: return "cosine";
+    case DecayKind::kLinear: return "linear";
+    case DecayKind::kConstant: return "constant";
+  }
+  return "?";
+}
+
+}  // namespace
+
+nlohmann::json TrainingState::to_json() const {
+  return {{"step", step},
+          {"total_steps", total_steps},
+          {"global_batch_rows", global_batch_rows},
+          {"world_size", world_size},
+          {"data_position", {{"rows_consumed", rows_consumed}}},
+          {"optimizer", {{"kind", "adamw"}, {"step", adam_step}}},
+          {"scheduler",
+           {{"peak_lr", schedule.peak_lr},
+            {"warmup_steps", schedule.warmup_steps},
+            {"total_steps", schedule.total_steps},
+            {"decay", decay_name(schedule.decay)},
+            {"min_lr_ratio", schedule.min_lr_ratio},
+            {"last_lr", lr}}},
+          {"rng", {{"cpu", rng_cpu_hex}}},
+          {"run_info", run_info}};
+}
+
+TrainingState TrainingState::from_json(const nlohmann::json& j, const std::string& source) {
+  TrainingState s;
+  try {
+    s.step = j.at("step").get<int64_t>();
+    s.total_steps = j.at("total_steps").get<int64_t>();
+    s.global_batch_rows = j.at("global_batch_rows").get<int64_t>();
+    s.world_size = j.at("world_size").get<int64_t>();
+    s.rows_consumed = j.at("data_position").at("rows_consumed").get<int64_t>();
+    s.adam_step = j.at("optimizer").at("step").get<int64_t>();
+    const auto& sch = j.at("scheduler");
+    s.schedule.peak_lr = sch.at("peak_lr").get<double>();
+    s.schedule.warmup_steps = sch.at("warmup_steps").get<int64_t>();
+    s.schedule.total_steps = sch.at("total_steps").get<int64_t>();
+    s.schedule.decay = parse_decay(sch.at("decay").get<std::string>());
+    s.schedule.min_lr_ratio = sch.at("min_lr_ratio").get<double>();
+    s.lr = sch.at("last_lr").get<double>();
+    s.rng_cpu_hex = j.at("rng").at("cpu").get<std::string>();
+    s.run_info = j.value("run_info", nlohmann::json::object());
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(Location{source, 0, ""}, std::string("malformed training state: ") + e.what());
+  }
+  return s;
+}
+
+void write_training_state(const std::string& path, const TrainingState& state) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << state.to_json().dump(2) << "\n";
+    if (!out) throw IoError("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+TrainingState read_training_state(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError("cannot open " + path);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(Location{path, 0, ""}, std::string("not valid JSON (") + e.what() + ")");
+  }
+  return TrainingState::from_json(j, path);
+}
+
+std::string newest_checkpoint(const std::string& out_dir) {
+  if (!fs::is_directory(out_dir)) return "";
+  static const std::regex kName("checkpoint-([0-9]+)");
+  int64_t best = -1;
+  std::string found;
+  for (const auto& entry : fs::directory_iterator(out_dir)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, m, kName)) continue;
+    if (!fs::exists(entry.path() / "trainer_state.json")) continue;
+    const int64_t step = std::stoll(m[1]);
+    if (step > best) {
+      best = step;
+      found = entry.path().string();
+    }
+  }
+  return found;
+}
+
+void save_training_checkpoint(const std::string& out_dir, TrainingState state,
+                              LlamaModelImpl& model, torch::optim::AdamW& optimizer,
+                              const std::vector<std::string>& names,
+                              const std::vector<at::Tensor>& params,
+                              const std::function<void(const std::string&)>& save_extra,
+                              int64_t keep) {
+  const fs::path final_dir = fs::path(out_dir) / ("checkpoint-" + std::to_string(state.step));
+  const fs::path tmp_dir = final_dir.string() + ".tmp";
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  save_model(model, tmp_dir.string(), at::kFloat);
+  if (save_extra) save_extra(tmp_dir.string());
+
+  std::vector<std::pair<std::string, at::Tensor>> moments;
+  int64_t adam_step = 0;
+  auto& table = optimizer.state();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = table.find(params[i].unsafeGetTensorImpl());
+    if (it == table.end()) continue;
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    adam_step = std::max<int64_t>(adam_step, s.step());
+    moments.emplace_back(names[i] + ".exp_avg", s.exp_avg());
+    moments.emplace_back(names[i] + ".exp_avg_sq", s.exp_avg_sq());
+  }
+  save_safetensors((tmp_dir / "optimizer.safetensors").string(), moments, at::kFloat,
+                   {{"adam_step", std::to_string(adam_step)}});
+  state.adam_step = adam_step;
+  state.rng_cpu_hex = to_hex(at::detail::getDefaultCPUGenerator().get_state());
+  write_training_state((tmp_dir / "trainer_state.json").string(), state);
+  fs::remove_all(final_dir);
+  fs::rename(tmp_dir, final_dir);
+
+  if (keep > 0) {
+    std::vector<std::pair<int64_t, fs::path>> all;
+    static const std::regex kName("checkpoint-([0-9]+)");
+    for (const auto& entry : fs::directory_iterator(out_dir)) {
+      std::smatch m;
+      const std::string name = entry.path().filename().string();
+      if (entry.is_directory() && std::regex_match(name, m, kName)) {
+        all.emplace_back(std::stoll(m[1]), entry.path());
+      }
+    }
+    std::sort(all.begin(), all.end());
+    for (size_t i = 0; i + keep < all.size(); ++i) fs::remove_all(all[i].second);
+  }
+}
+
+TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* model,
+                                       torch::optim::AdamW* optimizer,
+                                       const std::vector<std::string>& names,
+                                       const std::vector<at::Tensor>& params) {
+  TrainingState st = read_training_state((fs::path(dir) / "trainer_state.json").string());
+  {
+    at::NoGradGuard no_grad;
+    load_weights(*model, dir);
+  }
+  const std::string opt_path = (fs::path(dir) / "optimizer.safetensors").string();
+  SafetensorsFile file(opt_path);
+  auto& table = optimizer->state();
+  table.clear();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string a = names[i] + ".exp_avg", b = names[i] + ".exp_avg_sq";
+    if (!file.contains(a) && !file.contains(b)) continue;
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(st.adam_step);
+    s->exp_avg(file.read(a, params[i].scalar_type(), params[i].device()));
+    s->exp_avg_sq(file.read(b, params[i].scalar_type(), params[i].device()));
+    if (s->exp_avg().sizes() != params[i].sizes() || s->exp_avg_sq().sizes() != params[i].sizes()) {
+      throw InputError(Location{opt_path, 0, a}, "shape does not match the parameter");
+    }
+    table[params[i].unsafeGetTensorImpl()] = std::move(s);
+  }
+  if (!st.rng_cpu_hex.empty()) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(from_hex(st.rng_cpu_hex, dir + "/trainer_state.json"));
+  }
+  return st;
+}
+
+void save_final_model(const std::string& out_dir, LlamaModelImpl& model, at::ScalarType dtype,
+                      const std::function<void(const std::string&)>& save_extra) {
+  save_model(model, out_dir, dtype);
+  if (save_extra) save_extra(out_dir);
+}
+
+}  // namespace posttrain::core
