@@ -379,7 +379,7 @@ ImportSummary import_jsonl(Store& store, const std::string& path, const ImportOp
     parsed.clear();
     try {
       Location where = reader.where();
-      if (!is_valid_utf8(reader.text())) throw InputError(where, "line is not valid UTF-8");
+      if (!internal::valid_utf8(line)) throw InputError(where, "line is not valid UTF-8");
       bool fast = options.format == ImportFormat::kTrl && parse_trl_fast(line, where, &parsed);
       if (!fast) {
         parse_object(line, where, &row);
