@@ -1,9 +1,8 @@
 // `posttrain tokenize`: text → ids and ids → text with a model's tokenizer, one string on the
 // command line or a JSONL file line by line; chat `messages` are rendered with the chat template.
 #include <iostream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "app/command.h"
 #include "app/options.h"
@@ -18,7 +17,8 @@ namespace {
 using nlohmann::json;
 
 const char* kUsage =
-    "usage: posttrain tokenize --tokenizer PATH (--text STR | --input IN.jsonl --output OUT.jsonl)\n"
+    "usage: posttrain tokenize --tokenizer PATH (--text STR | --input IN.jsonl --output "
+    "OUT.jsonl)\n"
     "PATH is a tokenizer.json, a model folder holding one, or `byte-level` (the built-in\n"
     "tokenizer of tiny models). --text prints {\"text\", \"input_ids\"} as one JSON line. With\n"
     "--input, each line is copied to the output with: `input_ids` added when it has `text`\n"
@@ -40,8 +40,7 @@ struct Settings {
 };
 
 // Fills in the missing side of one row; `where` names the input line.
-void process_row(const core::Tokenizer& tok, const Settings& s, const Location& where,
-                 json* row) {
+void process_row(const core::Tokenizer& tok, const Settings& s, const Location& where, json* row) {
   if (row->contains("text") && !(*row)["text"].is_null()) {
     std::string text = require_string(*row, "text", where);
     (*row)["input_ids"] = tok.encode(text, s.add_special);
@@ -59,8 +58,8 @@ void process_row(const core::Tokenizer& tok, const Settings& s, const Location& 
     Location at = where;
     at.field = "messages";
     auto messages = core::parse_messages((*row)["messages"], at);
-    core::RenderedChat chat = core::render_chat(tok, messages, tok.chat_format(),
-                                                s.generation_prompt);
+    core::RenderedChat chat =
+        core::render_chat(tok, messages, tok.chat_format(), s.generation_prompt);
     (*row)["input_ids"] = chat.ids;
     (*row)["sft_target_mask"] = chat.sft_target_mask();
   } else {
@@ -72,8 +71,8 @@ int run_tokenize(const std::vector<std::string>& args) {
   po::options_description desc("tokenize options");
   desc.add_options()("tokenizer", po::value<std::string>(),
                      "tokenizer.json, a model folder, or byte-level")(
-      "text", po::value<std::string>(), "one string to encode")(
-      "input", po::value<std::string>(), "JSONL input (`-` = stdin)")(
+      "text", po::value<std::string>(), "one string to encode")("input", po::value<std::string>(),
+                                                                "JSONL input (`-` = stdin)")(
       "chat-template", po::value<std::string>(), "llama3 | chatml (default: the tokenizer's)")(
       "no-special-tokens", po::bool_switch(), "do not add the post-processor's BOS/EOS")(
       "skip-special-tokens", po::bool_switch(), "leave special tokens out of decoded text")(

@@ -1,9 +1,8 @@
 // See bpe.h.
 #include "core/tokenizer/bpe.h"
 
-#include <queue>
-
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "core/tokenizer/unicode.h"
 
@@ -13,7 +12,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxCachedPiece = 256;      // bytes; longer pieces are merged every time
+constexpr size_t kMaxCachedPiece = 256;  // bytes; longer pieces are merged every time
 constexpr size_t kMaxCacheEntries = 1 << 16;
 
 Location at(const Location& where, const std::string& field) {
@@ -24,7 +23,8 @@ std::string byte_level_string(const char* raw, size_t n) {
   std::string out;
   out.reserve(n * 2);
   const auto& map = unicode::byte_to_char();
-  for (size_t i = 0; i < n; ++i) unicode::append_utf8(map[static_cast<unsigned char>(raw[i])], &out);
+  for (size_t i = 0; i < n; ++i)
+    unicode::append_utf8(map[static_cast<unsigned char>(raw[i])], &out);
   return out;
 }
 
@@ -40,12 +40,14 @@ void BpeModel::load(const json& spec, const Location& where) {
   auto refuse_if = [&](const char* key, bool bad, const std::string& why) {
     if (spec.contains(key) && bad) throw InputError(at(where, std::string("model.") + key), why);
   };
-  refuse_if("dropout", spec.contains("dropout") && !spec["dropout"].is_null() &&
-                           !(spec["dropout"].is_number() && spec["dropout"].get<double>() == 0.0),
+  refuse_if("dropout",
+            spec.contains("dropout") && !spec["dropout"].is_null() &&
+                !(spec["dropout"].is_number() && spec["dropout"].get<double>() == 0.0),
             "BPE dropout is not supported");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    refuse_if(key, spec.contains(key) && !spec[key].is_null() &&
-                       !(spec[key].is_string() && spec[key].get<std::string>().empty()),
+    refuse_if(key,
+              spec.contains(key) && !spec[key].is_null() &&
+                  !(spec[key].is_string() && spec[key].get<std::string>().empty()),
               std::string(key) + " is not supported (byte-level BPE has none)");
   }
   refuse_if("byte_fallback", spec.contains("byte_fallback") && spec["byte_fallback"] == true,

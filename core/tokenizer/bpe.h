@@ -6,12 +6,11 @@
 
 #include <cstdint>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
 
@@ -37,9 +36,7 @@ class BpeModel {
   std::optional<int64_t> token_id(const std::string& token) const;
   // Token string (byte-level characters) of `id`, empty when the id has no token.
   const std::string& token(int64_t id) const { return id_to_token_[id]; }
-  bool has_id(int64_t id) const {
-    return id >= 0 && id < size() && !id_to_token_[id].empty();
-  }
+  bool has_id(int64_t id) const { return id >= 0 && id < size() && !id_to_token_[id].empty(); }
 
  private:
   struct Merge {
@@ -52,7 +49,7 @@ class BpeModel {
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) → merge
-  int32_t byte_ids_[256];                        // id of each byte's one-character token, or -1
+  int32_t byte_ids_[256];                       // id of each byte's one-character token, or -1
   std::optional<int32_t> unk_id_;
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;

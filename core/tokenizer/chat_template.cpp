@@ -5,7 +5,6 @@
 #include "core/tokenizer/chat_template.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "core/tokenizer/unicode.h"
@@ -28,8 +27,7 @@ class ChatBuilder {
 
   void special(const std::string& token, const TokenLabel& label, bool turn_end = false) {
     if (!tok_.token_id(token)) {
-      throw UsageError("this tokenizer has no " + token +
-                       " token; pick another --chat-template");
+      throw UsageError("this tokenizer has no " + token + " token; pick another --chat-template");
     }
     add(token, label, turn_end);
   }
@@ -156,8 +154,8 @@ RenderedChat render_chat(const Tokenizer& tok, const std::vector<ChatMessage>& m
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
     const Role role = role_from_name(m.role);
-    const uint8_t weight = m.weight >= 0 ? static_cast<uint8_t>(m.weight)
-                                         : (role == Role::kAssistant ? 1 : 0);
+    const uint8_t weight =
+        m.weight >= 0 ? static_cast<uint8_t>(m.weight) : (role == Role::kAssistant ? 1 : 0);
     const auto index = static_cast<int32_t>(i);
     const TokenLabel fmt = label_for(index, role, false, weight);
     const TokenLabel content = label_for(index, role, true, weight);

@@ -17,10 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
 #include "core/tokenizer/tokenizer.h"
@@ -43,8 +42,8 @@ Role role_from_name(const std::string& role);
 struct TokenLabel {
   int32_t message = -1;  // index into the messages; -1: outside any message (BOS, gen. prompt)
   Role role = Role::kOther;
-  bool is_content = false;  // false: formatting (headers, separators, end tokens)
-  uint8_t weight = 0;       // the message's resolved weight (0 or 1)
+  bool is_content = false;   // false: formatting (headers, separators, end tokens)
+  uint8_t weight = 0;        // the message's resolved weight (0 or 1)
   bool is_turn_end = false;  // the message's end token (<|eot_id|>, <|eom_id|>, <|im_end|>)
 };
 

@@ -8,7 +8,6 @@
 #include <pcre2.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "core/tokenizer/unicode.h"
@@ -324,12 +323,12 @@ void parse_step(const json& spec, const Location& where, const std::string& path
     Location pattern_where{where.file, where.line, path + ".pattern"};
     if (pattern && pattern->is_object() && pattern->contains("Regex") &&
         (*pattern)["Regex"].is_string()) {
-      step->regex = std::make_unique<Regex>((*pattern)["Regex"].get<std::string>(), false,
-                                            pattern_where);
+      step->regex =
+          std::make_unique<Regex>((*pattern)["Regex"].get<std::string>(), false, pattern_where);
     } else if (pattern && pattern->is_object() && pattern->contains("String") &&
                (*pattern)["String"].is_string()) {
-      step->regex = std::make_unique<Regex>((*pattern)["String"].get<std::string>(), true,
-                                            pattern_where);
+      step->regex =
+          std::make_unique<Regex>((*pattern)["String"].get<std::string>(), true, pattern_where);
     } else {
       throw InputError(pattern_where, "expected {\"Regex\": ...} or {\"String\": ...}");
     }

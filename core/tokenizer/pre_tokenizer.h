@@ -8,10 +8,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
 
@@ -62,7 +61,7 @@ class PreTokenizer {
   // pieces point into (the text, plus any invented prefix spaces).
   void run(const char* text, size_t n, std::string* buffer, std::vector<Piece>* out) const;
 
- struct Step;  // one pre-tokenisation step (defined in the .cpp)
+  struct Step;  // one pre-tokenisation step (defined in the .cpp)
 
  private:
   std::vector<std::unique_ptr<Step>> steps_;

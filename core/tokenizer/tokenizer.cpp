@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/sha256.h"
@@ -93,8 +92,8 @@ Tokenizer::Tokenizer(std::shared_ptr<const TokenizerImpl> impl, ChatFormat forma
     : impl_(std::move(impl)), chat_format_(format) {}
 
 Tokenizer Tokenizer::from_file(const std::string& tokenizer_json_path) {
-  auto impl = std::make_shared<TokenizerImpl>(read_json_file(tokenizer_json_path),
-                                              tokenizer_json_path);
+  auto impl =
+      std::make_shared<TokenizerImpl>(read_json_file(tokenizer_json_path), tokenizer_json_path);
   ChatFormat format = impl->detected_format;
   return Tokenizer(std::move(impl), format);
 }
@@ -103,10 +102,11 @@ Tokenizer Tokenizer::load_dir(const std::string& dir) {
   if (fs::is_regular_file(dir)) return from_file(dir);
   fs::path json_path = fs::path(dir) / "tokenizer.json";
   if (!fs::exists(json_path)) {
-    throw IoError("no tokenizer.json in " + dir + " (only tokenizer.json tokenizers are supported)");
+    throw IoError("no tokenizer.json in " + dir +
+                  " (only tokenizer.json tokenizers are supported)");
   }
-  auto impl = std::make_shared<TokenizerImpl>(read_json_file(json_path.string()),
-                                              json_path.string());
+  auto impl =
+      std::make_shared<TokenizerImpl>(read_json_file(json_path.string()), json_path.string());
   fs::path config_path = fs::path(dir) / "tokenizer_config.json";
   if (fs::exists(config_path)) {
     impl->config = read_json_file(config_path.string());
@@ -142,38 +142,41 @@ Tokenizer Tokenizer::byte_level() {
     const std::string bos = kLlama3Specials[0];
     json seq_a = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
     json seq_b = {{"Sequence", {{"id", "B"}, {"type_id", 1}}}};
-    json doc = {
-        {"version", "1.0"},
-        {"truncation", nullptr},
-        {"padding", nullptr},
-        {"added_tokens", added},
-        {"normalizer", nullptr},
-        {"pre_tokenizer",
-         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
-          {"use_regex", true}}},
-        {"post_processor",
-         {{"type", "TemplateProcessing"},
-          {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, seq_a}},
-          {"pair",
-           {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-            seq_a,
-            {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-            seq_b}},
-          {"special_tokens", {{bos, {{"id", bos}, {"ids", {256}}, {"tokens", {bos}}}}}}}},
-        {"decoder",
-         {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
-          {"use_regex", true}}},
-        {"model",
-         {{"type", "BPE"},
-          {"dropout", nullptr},
-          {"unk_token", nullptr},
-          {"continuing_subword_prefix", nullptr},
-          {"end_of_word_suffix", nullptr},
-          {"fuse_unk", false},
-          {"byte_fallback", false},
-          {"ignore_merges", false},
-          {"vocab", vocab},
-          {"merges", json::array()}}}};
+    json doc = {{"version", "1.0"},
+                {"truncation", nullptr},
+                {"padding", nullptr},
+                {"added_tokens", added},
+                {"normalizer", nullptr},
+                {"pre_tokenizer",
+                 {{"type", "ByteLevel"},
+                  {"add_prefix_space", false},
+                  {"trim_offsets", true},
+                  {"use_regex", true}}},
+                {"post_processor",
+                 {{"type", "TemplateProcessing"},
+                  {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, seq_a}},
+                  {"pair",
+                   {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                    seq_a,
+                    {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+                    seq_b}},
+                  {"special_tokens", {{bos, {{"id", bos}, {"ids", {256}}, {"tokens", {bos}}}}}}}},
+                {"decoder",
+                 {{"type", "ByteLevel"},
+                  {"add_prefix_space", true},
+                  {"trim_offsets", true},
+                  {"use_regex", true}}},
+                {"model",
+                 {{"type", "BPE"},
+                  {"dropout", nullptr},
+                  {"unk_token", nullptr},
+                  {"continuing_subword_prefix", nullptr},
+                  {"end_of_word_suffix", nullptr},
+                  {"fuse_unk", false},
+                  {"byte_fallback", false},
+                  {"ignore_merges", false},
+                  {"vocab", vocab},
+                  {"merges", json::array()}}}};
     auto impl = std::make_shared<TokenizerImpl>(doc, "<built-in byte-level tokenizer>");
     impl->config = {{"bos_token", "<|begin_of_text|>"},
                     {"eos_token", "<|eot_id|>"},

@@ -89,8 +89,8 @@ TokenizerImpl::TokenizerImpl(json document, const std::string& src)
   vocab_size = model.size();
   parse_normalizer(doc.contains("normalizer") ? doc["normalizer"] : json(), "normalizer");
   parse_added_tokens(doc.contains("added_tokens") ? doc["added_tokens"] : json::array());
-  pre_tokenizer_ = PreTokenizer::from_json(
-      doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : json(), where);
+  pre_tokenizer_ =
+      PreTokenizer::from_json(doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : json(), where);
   if (!pre_tokenizer_.ends_with_byte_level()) {
     throw InputError({source, 0, "pre_tokenizer"},
                      "only byte-level BPE is supported: the pre-tokenizer must end with a "
@@ -120,8 +120,8 @@ TokenizerImpl::TokenizerImpl(json document, const std::string& src)
   for (const AddedToken& t : added) {
     special_[t.id] = t.special ? 1 : 0;
     // HF decodes a normalised added token from its normalised form.
-    decoded_[t.id] = t.special ? t.content : byte_decode(t.normalized ? normalize(t.content)
-                                                                      : t.content);
+    decoded_[t.id] =
+        t.special ? t.content : byte_decode(t.normalized ? normalize(t.content) : t.content);
   }
 
   if (model.token_id("<|start_header_id|>") || added_by_content.count("<|start_header_id|>")) {
@@ -177,8 +177,7 @@ void TokenizerImpl::parse_normalizer(const json& spec, const std::string& path) 
                          : std::string();
   if (type == "NFC") {
     nfc_ = true;
-  } else if (type == "Sequence" && spec.contains("normalizers") &&
-             spec["normalizers"].is_array()) {
+  } else if (type == "Sequence" && spec.contains("normalizers") && spec["normalizers"].is_array()) {
     for (size_t i = 0; i < spec["normalizers"].size(); ++i) {
       parse_normalizer(spec["normalizers"][i], path + ".normalizers[" + std::to_string(i) + "]");
     }
@@ -197,8 +196,7 @@ void TokenizerImpl::parse_post_processor(const json& spec, const std::string& pa
   if (type == "ByteLevel") return;  // only changes offsets
   if (type == "Sequence" && spec.contains("processors") && spec["processors"].is_array()) {
     for (size_t i = 0; i < spec["processors"].size(); ++i) {
-      parse_post_processor(spec["processors"][i],
-                           path + ".processors[" + std::to_string(i) + "]");
+      parse_post_processor(spec["processors"][i], path + ".processors[" + std::to_string(i) + "]");
     }
     return;
   }
@@ -219,9 +217,8 @@ void TokenizerImpl::parse_post_processor(const json& spec, const std::string& pa
       seen_sequence = true;
       continue;
     }
-    if (!item.is_object() || !item.contains("SpecialToken") ||
-        !item["SpecialToken"].is_object() || !item["SpecialToken"].contains("id") ||
-        !item["SpecialToken"]["id"].is_string()) {
+    if (!item.is_object() || !item.contains("SpecialToken") || !item["SpecialToken"].is_object() ||
+        !item["SpecialToken"].contains("id") || !item["SpecialToken"]["id"].is_string()) {
       throw InputError(here, "unsupported item " + item.dump());
     }
     std::string name = item["SpecialToken"]["id"].get<std::string>();
@@ -235,8 +232,7 @@ void TokenizerImpl::parse_post_processor(const json& spec, const std::string& pa
     }
     for (const json& id : (*entry)["ids"]) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size) {
-        throw InputError({source, 0, path + ".special_tokens." + name},
-                         "id out of the vocabulary");
+        throw InputError({source, 0, path + ".special_tokens." + name}, "id out of the vocabulary");
       }
       (seen_sequence ? suffix_ids : prefix_ids).push_back(id.get<int64_t>());
     }
@@ -249,9 +245,9 @@ void TokenizerImpl::parse_decoder(const json& spec) {
                          ? spec["type"].get<std::string>()
                          : std::string();
   if (type == "ByteLevel") return;
-  throw InputError({source, 0, "decoder"},
-                   "unsupported decoder " + (type.empty() ? spec.dump() : "'" + type + "'") +
-                       " (only ByteLevel)");
+  throw InputError({source, 0, "decoder"}, "unsupported decoder " +
+                                               (type.empty() ? spec.dump() : "'" + type + "'") +
+                                               " (only ByteLevel)");
 }
 
 // ---- encode / decode -----------------------------------------------------------------------
@@ -261,8 +257,7 @@ std::string TokenizerImpl::normalize(const std::string& text) const {
 }
 
 template <typename Emit>
-void TokenizerImpl::split_added(const std::string& text, const TokenTrie& trie,
-                                Emit emit) const {
+void TokenizerImpl::split_added(const std::string& text, const TokenTrie& trie, Emit emit) const {
   size_t done = 0, search = 0, begin = 0, end = 0;
   int32_t index = -1;
   while (trie.find(text, search, &begin, &end, &index)) {
@@ -369,8 +364,7 @@ void TokenizerImpl::encode(const std::string& text, bool add_special_tokens,
   }
 }
 
-std::string TokenizerImpl::decode(const std::vector<int64_t>& ids,
-                                  bool skip_special_tokens) const {
+std::string TokenizerImpl::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
   std::string bytes;
   for (size_t i = 0; i < ids.size(); ++i) {
     int64_t id = ids[i];

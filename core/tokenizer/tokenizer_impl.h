@@ -7,13 +7,12 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/tokenizer/bpe.h"
 #include "core/tokenizer/pre_tokenizer.h"
@@ -28,8 +27,7 @@ class TokenTrie {
   bool empty() const { return nodes_.size() <= 1; }
   // Finds the leftmost, then longest, match starting at or after `from`. Returns false when
   // none; else sets *begin, *end and *value.
-  bool find(const std::string& text, size_t from, size_t* begin, size_t* end,
-            int32_t* value) const;
+  bool find(const std::string& text, size_t from, size_t* begin, size_t* end, int32_t* value) const;
 
  private:
   struct Node {

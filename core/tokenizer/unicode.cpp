@@ -90,8 +90,8 @@ std::string nfc(const std::string& text) {
   if (ascii) return text;
   UErrorCode status = U_ZERO_ERROR;
   const UNormalizer2* norm = unorm2_getNFCInstance(&status);
-  if (U_FAILURE(status)) throw Error(std::string("ICU NFC normaliser unavailable: ") +
-                                     u_errorName(status));
+  if (U_FAILURE(status))
+    throw Error(std::string("ICU NFC normaliser unavailable: ") + u_errorName(status));
   int32_t len16 = 0;
   status = U_ZERO_ERROR;
   u_strFromUTF8(nullptr, 0, &len16, text.data(), static_cast<int32_t>(text.size()), &status);
@@ -109,8 +109,8 @@ std::string nfc(const std::string& text) {
   if (status == U_BUFFER_OVERFLOW_ERROR) {
     dst.resize(static_cast<size_t>(out16) + 1);
     status = U_ZERO_ERROR;
-    out16 = unorm2_normalize(norm, src.data(), len16, dst.data(),
-                             static_cast<int32_t>(dst.size()), &status);
+    out16 = unorm2_normalize(norm, src.data(), len16, dst.data(), static_cast<int32_t>(dst.size()),
+                             &status);
   }
   if (U_FAILURE(status)) throw Error(std::string("NFC failed: ") + u_errorName(status));
   int32_t len8 = 0;
@@ -181,7 +181,13 @@ std::string utf8_lossy(const std::string& bytes) {
 bool is_python_space(char32_t c) {
   if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20)) return true;
   switch (c) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000:
       return true;
     default:

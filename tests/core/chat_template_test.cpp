@@ -3,15 +3,16 @@
 // special-token strings inside content, whitespace at the content boundaries), the template
 // string we save is the one the fixtures used, and the per-token labels put SFT and DPO masks
 // on exactly the tokens a hand reading of the rendered text says.
+#include "core/tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "common/error.h"
-#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace posttrain::core {
@@ -69,9 +70,8 @@ TEST(ChatTemplate, IdsMatchTransformersApplyChatTemplate) {
 
 TEST(ChatTemplate, Llama3LabelsPutSftOnAssistantContentAndEndToken) {
   Tokenizer tok = load("llama3");
-  std::vector<ChatMessage> messages = {{"system", "Be brief."},
-                                       {"user", "What is 2+2?"},
-                                       {"assistant", "  4, of course.  "}};
+  std::vector<ChatMessage> messages = {
+      {"system", "Be brief."}, {"user", "What is 2+2?"}, {"assistant", "  4, of course.  "}};
   RenderedChat chat = render_chat(tok, messages, ChatFormat::kLlama3);
   EXPECT_EQ(masked_text(tok, chat, chat.sft_target_mask()), "4, of course.<|eot_id|>");
   EXPECT_EQ(masked_text(tok, chat, chat.content_mask(1)), "What is 2+2?");

@@ -1,13 +1,13 @@
 // `posttrain tokenize` end to end: text → ids, ids → text, messages → ids + SFT mask, and
 // one-line errors naming file, line and field. Needs the posttrain executable (POSTTRAIN_BIN).
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
@@ -89,8 +89,8 @@ TEST_F(TokenizeCli, TextFlagPrintsOneLine) {
 
 TEST_F(TokenizeCli, BadLinesFailWithFileLineAndField) {
   std::string in = write("bad.jsonl", "{\"text\": \"ok\"}\n{\"input_ids\": [1, 99999]}\n");
-  Result r = run("--tokenizer byte-level --input " + in + " --output " +
-                 (dir_ / "o.jsonl").string());
+  Result r =
+      run("--tokenizer byte-level --input " + in + " --output " + (dir_ / "o.jsonl").string());
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("bad.jsonl:2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("input_ids[1]"), std::string::npos) << r.output;

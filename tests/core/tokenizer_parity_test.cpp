@@ -3,12 +3,12 @@
 // ByteLevel regex + Digits, NFC + Qwen split, every Split behaviour + BOS/EOS) over multilingual
 // text with special tokens, plus the built-in byte-level tokenizer, broken-UTF-8 decoding and
 // refused tokenizer.json inputs.
+#include <gtest/gtest.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "core/tokenizer/tokenizer.h"
@@ -53,8 +53,7 @@ TEST_P(TokenizerParity, EncodeAndDecodeMatchHuggingFace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerParity,
-                         ::testing::Values("llama3", "gpt2_digits", "qwen_nfc",
-                                           "split_behaviors"));
+                         ::testing::Values("llama3", "gpt2_digits", "qwen_nfc", "split_behaviors"));
 
 TEST(TokenizerParity, ByteLevelBuiltInMatchesTheSameTokenizerBuiltInPython) {
   Tokenizer tok = Tokenizer::byte_level();

@@ -2,14 +2,14 @@
 // (all planes, combining marks, whitespace runs, special-token look-alikes), save_dir → load_dir
 // gives the same tokenizer, and bad input (invalid UTF-8, ids outside the vocabulary) is an
 // InputError rather than a crash.
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "core/tokenizer/chat_template.h"
@@ -44,12 +44,13 @@ void append_utf8(char32_t c, std::string* out) {
 // use and rare planes, and pieces of special tokens.
 std::string random_text(std::mt19937* rng) {
   static const char32_t kRanges[][2] = {
-      {0x20, 0x7E},     {0x09, 0x0D},     {0xA0, 0x24F},    {0x300, 0x36F},  {0x900, 0x97F},
-      {0xE00, 0xE7F},   {0x3000, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0x1F300, 0x1FAFF},
+      {0x20, 0x7E},     {0x09, 0x0D},     {0xA0, 0x24F},    {0x300, 0x36F},      {0x900, 0x97F},
+      {0xE00, 0xE7F},   {0x3000, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3},    {0x1F300, 0x1FAFF},
       {0x2000, 0x206F}, {0xE000, 0xF8FF}, {0xFFF0, 0xFFFD}, {0x10000, 0x10FFFF}, {0x0, 0x1F}};
-  static const char* kPieces[] = {"<|eot_id|>", "<|", "|>", "<|begin_of_text|>", "<mask>",
-                                  " <mask> ", "<|im_start|>", "'s", "'LL", "   ", "\r\n",
-                                  "<think>", "Cafe\xCC\x81"};
+  static const char* kPieces[] = {"<|eot_id|>",  "<|",       "|>",           "<|begin_of_text|>",
+                                  "<mask>",      " <mask> ", "<|im_start|>", "'s",
+                                  "'LL",         "   ",      "\r\n",         "<think>",
+                                  "Cafe\xCC\x81"};
   std::uniform_int_distribution<int> len(0, 60), pick(0, 99);
   std::string out;
   int n = len(*rng);
@@ -94,8 +95,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, RoundTrip,
                          ::testing::Values("llama3", "qwen_nfc", "byte_level"));
 
 TEST(TokenizerSave, SavedFolderReloadsToTheSameTokenizer) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("posttrain_tok_" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("posttrain_tok_" + std::to_string(::getpid()));
   for (const std::string name : {"llama3", "qwen_nfc"}) {
     Tokenizer tok = Tokenizer::from_file(kDir + name + ".json");
     tok.save_dir(dir.string());
