@@ -1027,6 +1027,14 @@ int64_t Store::add_checkpoint(const std::string& path, const std::string& stage,
   }
   Transaction tx(*db_);
   if (auto known = checkpoint_by_path(path)) return known->id;
+  // Check the parents first, so a bad one leaves nothing behind even inside a caller's
+  // transaction (which this one joins and cannot roll back alone).
+  for (size_t i = 0; i < parents.size(); ++i) {
+    if (!checkpoint(parents[i])) {
+      throw InputError(Location{"", 0, "parents[" + std::to_string(i) + "]"},
+                       "unknown checkpoint " + std::to_string(parents[i]));
+    }
+  }
   stmt(kInsCheckpoint, "INSERT INTO checkpoints(path, stage, round) VALUES (?, ?, ?)")
       .bind(1, path)
       .bind(2, stage)

@@ -10,7 +10,9 @@
 // text, so a string comes back as a string and a list as a list.
 //
 // Every add_* call either runs in the caller's open Transaction (see transaction()) or, when
-// none is open, in its own. Ids are SQLite rowids (int64, > 0).
+// none is open, in its own. Each validates its input before writing, so a call that throws
+// InputError leaves no partial rows even inside the caller's transaction. Ids are SQLite rowids
+// (int64, > 0).
 #pragma once
 
 #include <cstdint>

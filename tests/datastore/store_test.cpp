@@ -1,12 +1,12 @@
 // The typed store API other stages call: content hashing and dedup, pairs and their filters,
 // synthetic provenance, selections, reference log-probs, checkpoints, evals and metrics.
-#include "common/jsonl.h"
-#include "datastore/internal.h"
 #include "datastore/store.h"
 
 #include <gtest/gtest.h>
 
+#include "common/jsonl.h"
 #include "common/sha256.h"
+#include "datastore/internal.h"
 #include "tests/datastore/test_util.h"
 
 namespace posttrain::datastore {
@@ -55,11 +55,12 @@ TEST(Content, FastUtf8CheckAgreesWithCommon) {
                                     "\xed\xa0\x80",      // surrogate
                                     "\xf4\x90\x80\x80",  // above U+10FFFF
                                     "12345678\xe2\x82",  // truncated after an ASCII word
-                                    "\xf0\x9f\x99\x82" "abcdefgh"};
+                                    "\xf0\x9f\x99\x82"
+                                    "abcdefgh"};
   uint32_t seed = 12345;
   auto next = [&] { return seed = seed * 1664525u + 1013904223u; };
-  const unsigned char pool[] = {'a', 'b', ' ', 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xe2, 0xed,
-                                0xf0, 0xf4, 0xff, 0x9f, 0x82, 0xa0};
+  const unsigned char pool[] = {'a',  'b',  ' ',  0x7f, 0x80, 0xbf, 0xc2, 0xc3,
+                                0xe2, 0xed, 0xf0, 0xf4, 0xff, 0x9f, 0x82, 0xa0};
   for (int t = 0; t < 3000; ++t) {
     std::string s;
     int len = next() % 24;
@@ -372,6 +373,17 @@ TEST(Store, TransactionBatchesAndRollsBack) {
     tx.commit();
   }
   EXPECT_EQ(store.prompt_ids().size(), 100u);
+  {
+    // A failing call inside the caller's transaction leaves no partial rows; the rest commits.
+    auto tx = store.transaction();
+    int64_t a = store.add_checkpoint("ok", "sft", 0);
+    EXPECT_THROW(store.add_checkpoint("half", "average", 0, {a, a + 50}), InputError);
+    EXPECT_THROW(store.add_prompt(""), InputError);
+    tx.commit();
+  }
+  EXPECT_TRUE(store.checkpoint_by_path("ok"));
+  EXPECT_FALSE(store.checkpoint_by_path("half"));
+  EXPECT_EQ(store.db().query_int("SELECT count(*) FROM checkpoint_parents"), 0);
   EXPECT_EQ(store.integrity_check(), "ok");
 }
 
