@@ -2,7 +2,7 @@
 // log-prob loss, backward, clipping, AdamW) on a random model of a preset shape, float32 on CPU.
 // Each step runs `accum` micro-batches of `batch` rows x `seq` random tokens, every token after
 // the first a target (as bench/sft_peer.py). Prints one JSON line: median seconds per step.
-//   bench_sft --preset tiny --batch 8 --seq 256 --iters 5
+//   bench_sft --preset tiny --batch 8 --seq 256 --iters 5 [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,7 +23,7 @@ using namespace posttrain;
 
 int main(int argc, char** argv) {
   std::string preset = "tiny";
-  int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1;
+  int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1, threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     else if (k == "--accum") accum = std::stoll(v);
     else if (k == "--iters") iters = std::stoll(v);
     else if (k == "--warmup") warmup = std::stoll(v);
+    else if (k == "--threads") threads = std::stoll(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   o.micro_batch_size = batch;
   o.grad_accum_steps = accum;
   o.max_steps = warmup + iters;
+  o.threads = threads;
   const int64_t chunk = o.logprob_chunk;
   core::Trainer trainer(o, model,
                         [chunk](core::LlamaModel& m, const core::MicroBatch& b) {

@@ -20,11 +20,11 @@ double LrSchedule::lr_at(int64_t step) const {
   }
   if (decay == DecayKind::kConstant) return peak_lr;
   const int64_t decay_steps = total_steps - warmup_steps;
-  if (decay_steps <= 1) return peak_lr;
-  // Progress 0 at the first step after warmup, 1 at the last step.
-  const double progress =
-      std::clamp(static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps - 1),
-                 0.0, 1.0);
+  if (decay_steps <= 0) return peak_lr;
+  // Progress 0 at the first step after warmup; it would reach 1 one step after the last, so
+  // every step trains with a non-zero lr when min_lr_ratio is 0.
+  const double progress = std::clamp(
+      static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps), 0.0, 1.0);
   const double min_lr = peak_lr * min_lr_ratio;
   if (decay == DecayKind::kLinear) return peak_lr + (min_lr - peak_lr) * progress;
   return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + std::cos(M_PI * progress));

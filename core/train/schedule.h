@@ -1,5 +1,5 @@
 // Learning-rate schedule: linear warmup from 0 to the peak over `warmup_steps`, then cosine or
-// linear decay to peak * min_lr_ratio at `total_steps` (or constant). A pure function of the
+// linear decay towards peak * min_lr_ratio, reached one step after the last (or constant). A pure function of the
 // step, so a resumed run needs only the step to continue the schedule.
 #pragma once
 

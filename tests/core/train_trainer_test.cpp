@@ -72,6 +72,7 @@ TrainerOptions base_options(const std::string& dir) {
   o.device = "cpu";
   o.max_steps = 6;
   o.weight_decay = 0.01;
+  o.threads = 1;  // fast and steady on a shared 2-core machine
   return o;
 }
 

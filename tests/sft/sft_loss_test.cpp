@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include "core/data/examples.h"
@@ -18,6 +19,7 @@ namespace posttrain::sft {
 namespace {
 
 core::LlamaModel tiny_model(int64_t vocab) {
+  at::set_num_threads(1);  // fast and steady on a shared 2-core machine
   core::LlamaConfig c = core::preset_config("tiny");
   c.vocab_size = vocab;
   c.num_hidden_layers = 2;
