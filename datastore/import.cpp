@@ -22,6 +22,98 @@ ImportFormat parse_import_format(const std::string& name) {
                    "' (expected trl, hh-rlhf, ranking, annotations or messages)");
 }
 
+namespace internal {
+namespace {
+
+// SAX handler for a flat TRL line: accepts one top-level object whose values are all strings,
+// keeps the decoded values of prompt, chosen and rejected (swapped out of the lexer's buffer,
+// no copy) and ignores other string fields. Any other event (a nested value, a non-string
+// value, a repeated wanted key, a parse error) stops the parse, so sax_parse returns false.
+class TrlSax final : public nlohmann::json_sax<Json> {
+ public:
+  explicit TrlSax(std::string* values[3]) : values_(values) {}
+  bool complete() const { return seen_ == 7; }
+
+  bool null() override { return false; }
+  bool boolean(bool) override { return false; }
+  bool number_integer(number_integer_t) override { return false; }
+  bool number_unsigned(number_unsigned_t) override { return false; }
+  bool number_float(number_float_t, const string_t&) override { return false; }
+  bool binary(binary_t&) override { return false; }
+  bool start_array(std::size_t) override { return false; }
+  bool end_array() override { return false; }
+  bool start_object(std::size_t) override {
+    if (opened_) return false;  // nested
+    opened_ = true;
+    return true;
+  }
+  bool end_object() override { return true; }  // only the top level gets this far
+  bool key(string_t& k) override {
+    static const char* const kNames[3] = {"prompt", "chosen", "rejected"};
+    slot_ = -1;
+    for (int i = 0; i < 3; ++i) {
+      if (k != kNames[i]) continue;
+      if (seen_ & (1 << i)) return false;  // repeated: the DOM keeps the last, let it judge
+      seen_ |= 1 << i;
+      slot_ = i;
+    }
+    return true;
+  }
+  bool string(string_t& v) override {
+    if (!opened_) return false;  // a bare string, not an object
+    if (slot_ >= 0) values_[slot_]->swap(v);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  std::string** values_;
+  bool opened_ = false;
+  int slot_ = -1;
+  int seen_ = 0;  // bit i: kNames[i] seen
+};
+
+// True when nlohmann's dump() of `s` is `s` in quotes: no '"', '\\' or control character.
+bool needs_no_escape(const std::string& s) {
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+// Turns the decoded string in c->text into its canonical JSON and digest (as canonicalize()
+// would for the same string value). False for an empty string (the general path names it).
+bool finish(Canonical* c) {
+  if (c->text.empty()) return false;
+  c->shape = Shape::kText;
+  if (needs_no_escape(c->text)) {
+    c->text.insert(c->text.begin(), '"');
+    c->text.push_back('"');
+  } else {
+    c->text = canonical_json(Json(std::move(c->text)));
+  }
+  c->digest = digest(c->text);
+  return true;
+}
+
+}  // namespace
+
+bool parse_trl_sax(std::string_view line, TrlStrings* out) {
+  std::string* values[3] = {&out->prompt.text, &out->chosen.text, &out->rejected.text};
+  for (std::string* v : values) v->clear();
+  TrlSax sax(values);
+  if (!Json::sax_parse(line.data(), line.data() + line.size(), &sax) || !sax.complete()) {
+    return false;
+  }
+  if (!finish(&out->prompt) || !finish(&out->chosen) || !finish(&out->rejected)) return false;
+  return out->chosen.digest != out->rejected.digest;  // identical: the general path names it
+}
+
+}  // namespace internal
+
 namespace {
 
 // One line, validated and canonicalised: a prompt, its responses, and the preference pairs
@@ -50,7 +142,7 @@ struct ParsedRow {
 
 // Reads lines into a reused buffer (JsonlReader's rules: blank lines skipped, a trailing CR
 // dropped, 1-based line numbers), leaving UTF-8 and JSON checks to the caller so that the
-// common TRL line can skip the general JSON parser.
+// common TRL line can skip building a JSON document.
 class LineReader {
  public:
   explicit LineReader(const std::string& path) : path_(path) {
@@ -95,100 +187,6 @@ void parse_object(std::string_view line, const Location& where, Json* row) {
     throw InputError(where, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!row->is_object()) throw InputError(where, "expected a JSON object on each line");
-}
-
-// Fast path for the commonest TRL line: one flat object whose values are all strings. Returns
-// false (the caller then takes the general path, which also produces any error message) for
-// anything else, or for values the general path must judge (empty, identical). A string token
-// without escapes is already its own canonical JSON (the line is valid UTF-8 and a raw control
-// character would not scan), so it is hashed as it stands.
-bool parse_trl_fast(std::string_view s, const Location& where, ParsedRow* out) {
-  size_t i = 0, n = s.size();
-  auto ws = [&] {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-  };
-  // Scans a string token at i; *escaped says whether it holds a backslash.
-  auto token = [&](std::string_view* tok, bool* escaped) {
-    if (i >= n || s[i] != '"') return false;
-    size_t start = i++;
-    *escaped = false;
-    while (i < n) {
-      auto c = static_cast<unsigned char>(s[i]);
-      if (c == '"') {
-        *tok = s.substr(start, ++i - start);
-        return true;
-      }
-      if (c == '\\') {
-        *escaped = true;
-        i += 2;
-        continue;
-      }
-      if (c < 0x20) return false;
-      ++i;
-    }
-    return false;
-  };
-  std::string_view want[3] = {"\"prompt\"", "\"chosen\"", "\"rejected\""};
-  std::string_view got[3];
-  bool got_escaped[3] = {false, false, false};
-  ws();
-  if (i >= n || s[i] != '{') return false;
-  ++i;
-  ws();
-  while (true) {
-    std::string_view key, value;
-    bool key_escaped, value_escaped;
-    if (!token(&key, &key_escaped) || key_escaped) return false;
-    ws();
-    if (i >= n || s[i] != ':') return false;
-    ++i;
-    ws();
-    if (!token(&value, &value_escaped)) return false;
-    bool wanted = key == want[0] || key == want[1] || key == want[2];
-    if (value_escaped && !wanted) return false;  // its escapes are the general parser's to judge
-    for (int k = 0; k < 3; ++k) {
-      if (key != want[k]) continue;
-      if (!got[k].empty()) return false;  // a repeated key: let the general parser decide
-      got[k] = value;
-      got_escaped[k] = value_escaped;
-    }
-    ws();
-    if (i >= n) return false;
-    if (s[i] == ',') {
-      ++i;
-      ws();
-      continue;
-    }
-    if (s[i] != '}') return false;
-    ++i;
-    ws();
-    if (i != n) return false;
-    break;
-  }
-  Canonical c[3];
-  for (int k = 0; k < 3; ++k) {
-    if (got[k].size() <= 2) return false;  // missing or empty
-    c[k].shape = Shape::kText;
-    if (got_escaped[k]) {
-      Json v;
-      try {
-        v = Json::parse(got[k]);
-      } catch (const Json::parse_error&) {
-        return false;
-      }
-      if (v.get_ref<const std::string&>().empty()) return false;
-      c[k].text = canonical_json(v);
-    } else {
-      c[k].text.assign(got[k]);
-    }
-    c[k].digest = internal::digest(c[k].text);
-  }
-  if (c[1].digest == c[2].digest) return false;
-  out->prompt = std::move(c[0]);
-  out->responses.push_back(std::move(c[1]));
-  out->responses.push_back(std::move(c[2]));
-  out->pairs.emplace_back(0, 1);
-  return true;
 }
 
 Location at(const Location& where, const std::string& field) {
@@ -374,14 +372,22 @@ ImportSummary import_jsonl(Store& store, const std::string& path, const ImportOp
   std::string_view line;
   std::vector<int64_t> ids;
   ParsedRow parsed;
+  internal::TrlStrings trl;
   while (reader.next(&line)) {
     ++sum.lines;
     parsed.clear();
     try {
       Location where = reader.where();
-      if (!internal::valid_utf8(line)) throw InputError(where, "line is not valid UTF-8");
-      bool fast = options.format == ImportFormat::kTrl && parse_trl_fast(line, where, &parsed);
-      if (!fast) {
+      // A line the SAX reader accepts was valid JSON, hence valid UTF-8 (nlohmann's lexer
+      // checks every string byte); anything else is judged, and named, by the general path.
+      bool fast = options.format == ImportFormat::kTrl && internal::parse_trl_sax(line, &trl);
+      if (fast) {
+        parsed.prompt = std::move(trl.prompt);
+        parsed.responses.push_back(std::move(trl.chosen));
+        parsed.responses.push_back(std::move(trl.rejected));
+        parsed.pairs.emplace_back(0, 1);
+      } else {
+        if (!is_valid_utf8(reader.text())) throw InputError(where, "line is not valid UTF-8");
         parse_object(line, where, &row);
         switch (options.format) {
           case ImportFormat::kTrl:

@@ -16,6 +16,17 @@ std::string to_hex(std::string_view bytes);
 // validates every line, so this is on its hot path). Same answers (tested against it).
 bool valid_utf8(std::string_view s);
 
+// The commonest TRL line, {"prompt": "...", "chosen": "...", "rejected": "..."} (other string
+// fields ignored), read with nlohmann's SAX parser straight into canonical form, no DOM built.
+// Each Canonical is what canonicalize() gives for the same string value. Returns false, leaving
+// the judgement and any error message to the general path, for anything else: invalid JSON or
+// UTF-8, a nested or non-string value, a repeated wanted key, a missing or empty value, or
+// chosen identical to rejected.
+struct TrlStrings {
+  Canonical prompt, chosen, rejected;
+};
+bool parse_trl_sax(std::string_view line, TrlStrings* out);
+
 // SELECT over preference_pairs (with the four bodies as columns 9..12 and their shapes as
 // 13..16 when with_content) for `filter`, ordered by id; bind_pair_filter binds its values.
 // Columns: 0 id, 1 prompt_id, 2 chosen_id, 3 rejected_id, 4 edited_id, 5 strength, 6 source,

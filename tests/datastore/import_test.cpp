@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "common/jsonl.h"
+#include "common/sha256.h"
+#include "datastore/internal.h"
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
@@ -123,6 +128,132 @@ TEST(Import, MessagesGoToDialogues) {
   auto ds = store.dialogues({2});
   ASSERT_EQ(ds.size(), 1u);
   EXPECT_EQ(ds[0].messages[1]["weight"], 1);
+}
+
+// The SAX reader of flat TRL lines against the DOM path: for values with escapes, quotes,
+// control characters and non-ASCII text, each spelled several ways in the line (raw UTF-8,
+// \u escapes with surrogate pairs, extra whitespace, other key orders, an ignored extra
+// string field), it must give exactly what canonicalize() gives for the parsed value, whose
+// digest is SHA-256 of nlohmann's dump() of the string.
+TEST(Import, SaxTrlLineMatchesTheDomPath) {
+  const std::vector<std::string> values = {
+      "plain text",
+      "say \"hi\" \\ back\\slash / slash",
+      "line\nbreak\ttab\rcr\bbs\ffeed",
+      std::string("nul\0byte", 8),
+      "\x01\x1f ctl and \x7f del",
+      "emoji 🙂 数据 é",
+      "Robert'); DROP TABLE preference_pairs;--",
+  };
+  for (const std::string& v : values) {
+    Json row{{"prompt", v}, {"chosen", v + " (c)"}, {"rejected", v + " (r)"}};
+    std::vector<std::string> lines = {
+        row.dump(),
+        row.dump(-1, ' ', /*ensure_ascii=*/true),
+        row.dump(1),  // newlines and indents between tokens
+        Json{{"rejected", v + " (r)"},
+             {"note", "ignored \"x\""},
+             {"prompt", v},
+             {"chosen", v + " (c)"}}
+            .dump(),
+    };
+    for (const std::string& line : lines) {
+      SCOPED_TRACE(line);
+      internal::TrlStrings got;
+      ASSERT_TRUE(internal::parse_trl_sax(line, &got));
+      Json parsed = Json::parse(line);
+      const Canonical* sax[3] = {&got.prompt, &got.chosen, &got.rejected};
+      const char* names[3] = {"prompt", "chosen", "rejected"};
+      for (int k = 0; k < 3; ++k) {
+        Canonical dom = canonicalize(parsed[names[k]], Location{});
+        EXPECT_EQ(sax[k]->shape, Shape::kText);
+        EXPECT_EQ(sax[k]->text, dom.text);
+        EXPECT_EQ(sax[k]->digest, dom.digest);
+        EXPECT_EQ(sax[k]->text, Json(parsed[names[k]].get<std::string>()).dump());
+        EXPECT_EQ(internal::to_hex(sax[k]->digest), sha256_hex(sax[k]->text));
+      }
+      EXPECT_EQ(got.prompt.text, Json(v).dump());
+    }
+  }
+}
+
+// Lines the SAX reader must hand to the general path (which imports or names them).
+TEST(Import, SaxTrlLineDefersAnythingElse) {
+  const std::vector<std::string> lines = {
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":1})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":null})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":true})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":1.5})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":["x"]})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","extra":{"k":"v"}})",
+      R"({"prompt":[{"role":"user","content":"q"}],"chosen":"a","rejected":"b"})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","rejected":"c"})",
+      R"({"prompt":"p","chosen":"a","rejected":"b","prompt":"p"})",
+      R"({"prompt":"p","chosen":"a"})",
+      R"({"prompt":"","chosen":"a","rejected":"b"})",
+      R"({"prompt":"p","chosen":"a","rejected":"a"})",
+      R"({"prompt":"p","chosen":"\u0061","rejected":"a"})",
+      R"({"prompt":"p","chosen":"a","rejected":"b"} x)",
+      R"({"prompt":"p","chosen":"a","rejected":"b"}{})",
+      R"({"prompt":"p","chosen":"a","rejected":"b",})",
+      R"({"prompt":"p\ud800","chosen":"a","rejected":"b"})",
+      R"({"prompt":"p\q","chosen":"a","rejected":"b"})",
+      R"(["p","a","b"])",
+      R"("prompt")",
+      "{\"prompt\":\"\xff\",\"chosen\":\"a\",\"rejected\":\"b\"}",
+      "{\"prompt\":\"\xc0\xaf\",\"chosen\":\"a\",\"rejected\":\"b\"}",      // overlong
+      "{\"prompt\":\"\xed\xa0\x80\",\"chosen\":\"a\",\"rejected\":\"b\"}",  // surrogate
+      "{\"prompt\":\"\xe6\x95\",\"chosen\":\"a\",\"rejected\":\"b\"}",      // truncated
+      "{\"prompt\":\"tab\tinside\",\"chosen\":\"a\",\"rejected\":\"b\"}",   // raw control
+  };
+  for (const std::string& line : lines) {
+    internal::TrlStrings got;
+    EXPECT_FALSE(internal::parse_trl_sax(line, &got)) << line;
+  }
+}
+
+// Property over mutated lines: whatever the SAX reader accepts is valid UTF-8 and valid JSON
+// and canonicalises as the DOM path does, so skipping the line's UTF-8 check on that path
+// loses nothing.
+TEST(Import, SaxTrlLineAcceptsOnlyWhatTheDomPathAccepts) {
+  const std::string base =
+      Json{{"prompt", "数据 q\"\\"}, {"chosen", "🙂 a"}, {"rejected", "é b"}}.dump(-1, ' ',
+                                                                                     false);
+  std::mt19937 rng(7);
+  int accepted = 0;
+  for (int i = 0; i < 4000; ++i) {
+    std::string line = base;
+    for (int m = 0; m < 1 + i % 3; ++m) {
+      line[rng() % line.size()] = static_cast<char>(rng() % 256);
+    }
+    internal::TrlStrings got;
+    if (!internal::parse_trl_sax(line, &got)) continue;
+    ++accepted;
+    ASSERT_TRUE(is_valid_utf8(line)) << line;
+    Json parsed = Json::parse(line);  // throws (fails the test) if it is not JSON
+    EXPECT_EQ(got.chosen.digest, canonicalize(parsed["chosen"], Location{}).digest) << line;
+    EXPECT_EQ(got.prompt.text, canonicalize(parsed["prompt"], Location{}).text) << line;
+  }
+  EXPECT_GT(accepted, 100);  // the property was exercised
+}
+
+// End to end: the same pair read by the SAX path and (with an extra non-string field) by the
+// DOM path hashes the same, so the second is a duplicate.
+TEST(Import, SaxAndDomPathsStoreTheSameRows) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  Json row{{"prompt", "q \"x\" \n 数据"}, {"chosen", "a\\b\u0001"}, {"rejected", "🙂"}};
+  Json extra = row;
+  extra["n"] = 1;
+  std::string text = row.dump() + "\n" + extra.dump() + "\n" + row.dump(-1, ' ', true) + "\n";
+  ImportSummary s = import_text(store, dir, text, fmt(ImportFormat::kTrl));
+  EXPECT_EQ(s.imported, 1);
+  EXPECT_EQ(s.duplicates, 2);
+  auto pairs = store.pairs();
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_EQ(pairs[0].prompt, row["prompt"]);
+  EXPECT_EQ(pairs[0].chosen, row["chosen"]);
+  EXPECT_EQ(pairs[0].rejected, row["rejected"]);
 }
 
 // Each bad line, the format it is fed as, and the exact "file:line: field" it must name.
