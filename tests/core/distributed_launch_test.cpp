@@ -2,6 +2,7 @@
 // when every rank succeeds, a failing rank stopping the others (SIGTERM, then SIGKILL after the
 // grace period), a missing command, and the `posttrain launch` CLI including signal forwarding.
 #include <gtest/gtest.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,10 +23,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// std::filesystem::remove_all resolves to libtorch.so's exported copy, which crashes on a
+// non-empty folder; remove trees with nftw instead.
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+void remove_tree(const fs::path& dir) {
+  ::nftw(dir.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 fs::path fresh_dir(const std::string& name) {
   fs::path dir =
       fs::temp_directory_path() / ("posttrain_launch_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  remove_tree(dir);
   fs::create_directories(dir);
   return dir;
 }
@@ -64,7 +72,7 @@ TEST(Launch, EveryRankGetsItsEnvironment) {
     const std::string k = std::to_string(rank);
     EXPECT_EQ(read_text(dir / k), k + " " + k + " 3 3 127.0.0.1 29123\n");
   }
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(Launch, PicksAFreePortAndSetsOmpThreads) {
@@ -78,7 +86,7 @@ TEST(Launch, PicksAFreePortAndSetsOmpThreads) {
   EXPECT_GT(r.master_port, 0);
   EXPECT_EQ(read_text(dir / "0"), std::to_string(r.master_port) + " 3\n");
   EXPECT_EQ(read_text(dir / "1"), read_text(dir / "0"));
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(Launch, AFailingRankStopsTheOthersAndIsNamed) {
@@ -139,7 +147,7 @@ TEST(LaunchCli, ExitsZeroOnlyWhenEveryRankSucceeds) {
   auto [usage, usage_err] = run_cli("--nproc 2", dir);
   EXPECT_NE(usage, 0);
   EXPECT_NE(usage_err.find("after --"), std::string::npos) << usage_err;
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 TEST(LaunchCli, ForwardsSigtermToTheRanks) {
@@ -166,7 +174,7 @@ TEST(LaunchCli, ForwardsSigtermToTheRanks) {
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << "an interrupted job is not a success";
   EXPECT_EQ(read_text(dir / "0"), "term\n");
   EXPECT_EQ(read_text(dir / "1"), "term\n");
-  fs::remove_all(dir);
+  remove_tree(dir);
 }
 
 }  // namespace

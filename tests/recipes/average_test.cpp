@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -26,6 +27,13 @@ namespace posttrain::recipes {
 namespace {
 
 namespace fs = std::filesystem;
+
+// std::filesystem::remove_all resolves to libtorch.so's exported copy, which crashes on a
+// non-empty folder; remove trees with nftw instead.
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+void remove_tree(const fs::path& dir) {
+  ::nftw(dir.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 using nlohmann::json;
 
 class AverageTest : public ::testing::Test {
@@ -34,10 +42,10 @@ class AverageTest : public ::testing::Test {
     root_ = fs::temp_directory_path() /
             ("posttrain_average_" + std::to_string(::getpid()) + "_" +
              ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    remove_tree(root_);
     fs::create_directories(root_);
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override { remove_tree(root_); }
 
   // A tiny checkpoint drawn with `seed`, saved in `dtype`, sharded when max_shard_bytes > 0,
   // with a (fake but fixed) tokenizer.json so tokenizer comparison has something to compare.
