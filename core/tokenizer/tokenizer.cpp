@@ -2,8 +2,11 @@
 // ids a trainer needs (BOS, EOS set, PAD) and saving a folder transformers can load.
 #include "core/tokenizer/tokenizer.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
-#include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,9 +20,30 @@
 namespace posttrain::core {
 
 using nlohmann::json;
-namespace fs = std::filesystem;
 
 namespace {
+
+// POSIX file checks (LibTorch exports its own std::filesystem symbols, so we keep clear of it).
+bool is_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void make_directories(const std::string& dir) {
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    std::string prefix = dir.substr(0, pos);
+    struct stat st;
+    if (::stat(prefix.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode))
+        throw IoError("cannot create " + dir + ": " + prefix + " is a file");
+      continue;
+    }
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw IoError("cannot create " + dir + ": " + std::strerror(errno));
+    }
+  }
+}
 
 const char* const kLlama3Specials[] = {
     "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
@@ -99,19 +123,18 @@ Tokenizer Tokenizer::from_file(const std::string& tokenizer_json_path) {
 }
 
 Tokenizer Tokenizer::load_dir(const std::string& dir) {
-  if (fs::is_regular_file(dir)) return from_file(dir);
-  fs::path json_path = fs::path(dir) / "tokenizer.json";
-  if (!fs::exists(json_path)) {
+  if (is_file(dir)) return from_file(dir);
+  const std::string json_path = dir + "/tokenizer.json";
+  if (!is_file(json_path)) {
     throw IoError("no tokenizer.json in " + dir +
                   " (only tokenizer.json tokenizers are supported)");
   }
-  auto impl =
-      std::make_shared<TokenizerImpl>(read_json_file(json_path.string()), json_path.string());
-  fs::path config_path = fs::path(dir) / "tokenizer_config.json";
-  if (fs::exists(config_path)) {
-    impl->config = read_json_file(config_path.string());
+  auto impl = std::make_shared<TokenizerImpl>(read_json_file(json_path), json_path);
+  const std::string config_path = dir + "/tokenizer_config.json";
+  if (is_file(config_path)) {
+    impl->config = read_json_file(config_path);
     if (!impl->config.is_object()) {
-      throw InputError({config_path.string(), 0, ""}, "expected a JSON object");
+      throw InputError({config_path, 0, ""}, "expected a JSON object");
     }
     if (auto f = format_from_template(impl->config)) impl->detected_format = *f;
   }
@@ -266,10 +289,8 @@ std::optional<int64_t> Tokenizer::pad_id() const {
 }
 
 void Tokenizer::save_dir(const std::string& dir) const {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError("cannot create " + dir + ": " + ec.message());
-  write_text_file((fs::path(dir) / "tokenizer.json").string(), impl_->doc.dump(2) + "\n");
+  make_directories(dir);
+  write_text_file(dir + "/tokenizer.json", impl_->doc.dump(2) + "\n");
 
   json config = impl_->config.is_object() ? impl_->config : json::object();
   if (!config.contains("tokenizer_class")) config["tokenizer_class"] = "PreTrainedTokenizerFast";
@@ -288,7 +309,7 @@ void Tokenizer::save_dir(const std::string& dir) const {
   if (!config.contains("model_input_names")) {
     config["model_input_names"] = {"input_ids", "attention_mask"};
   }
-  write_text_file((fs::path(dir) / "tokenizer_config.json").string(), config.dump(2) + "\n");
+  write_text_file(dir + "/tokenizer_config.json", config.dump(2) + "\n");
 }
 
 std::string Tokenizer::fingerprint() const {

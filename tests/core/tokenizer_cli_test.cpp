@@ -1,8 +1,10 @@
 // `posttrain tokenize` end to end: text → ids, ids → text, messages → ids + SFT mask, and
 // one-line errors naming file, line and field. Needs the posttrain executable (POSTTRAIN_BIN).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -37,11 +39,15 @@ Result run(const std::string& args) {
 class TokenizeCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(POSTTRAIN_BIN)) GTEST_SKIP() << "build the posttrain target first";
-    dir_ = fs::temp_directory_path() / ("posttrain_tokcli_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
+    if (::access(POSTTRAIN_BIN, X_OK) != 0) GTEST_SKIP() << "build the posttrain target first";
+    char pattern[] = "/tmp/posttrain_tokcli_XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    // Not fs::remove_all: LibTorch exports its own std::filesystem symbols.
+    std::system(("rm -rf '" + dir_.string() + "'").c_str());
+  }
   std::string write(const std::string& name, const std::string& text) {
     std::ofstream((dir_ / name).string()) << text;
     return (dir_ / name).string();
