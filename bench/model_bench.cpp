@@ -3,17 +3,17 @@
 // train = mean negative log-likelihood of the next tokens through the chunked log-prob path, then
 // backward. Prints one JSON line per measurement (median of --iters timed runs after a warm-up).
 //   bench_model --preset tiny --batch 8 --seq 128 --mode forward --iters 5
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <c10/core/InferenceMode.h>
-#include <nlohmann/json.hpp>
 
 #include "core/logprobs.h"
 #include "core/model/llama.h"
@@ -24,19 +24,27 @@ using posttrain::core::ForwardInputs;
 
 struct Args {
   std::string preset = "tiny", mode = "forward";
-  int64_t batch = 8, seq = 128, iters = 5, warmup = 1;
+  int64_t batch = 8, seq = 128, iters = 5, warmup = 1, threads = 0;  // 0: ATen default
 };
 
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--preset") a.preset = v;
-    else if (k == "--mode") a.mode = v;
-    else if (k == "--batch") a.batch = std::stoll(v);
-    else if (k == "--seq") a.seq = std::stoll(v);
-    else if (k == "--iters") a.iters = std::stoll(v);
-    else if (k == "--warmup") a.warmup = std::stoll(v);
+    if (k == "--preset")
+      a.preset = v;
+    else if (k == "--mode")
+      a.mode = v;
+    else if (k == "--batch")
+      a.batch = std::stoll(v);
+    else if (k == "--seq")
+      a.seq = std::stoll(v);
+    else if (k == "--iters")
+      a.iters = std::stoll(v);
+    else if (k == "--warmup")
+      a.warmup = std::stoll(v);
+    else if (k == "--threads")
+      a.threads = std::stoll(v);
     else {
       std::cerr << "unknown option " << k << "\n";
       std::exit(2);
@@ -53,6 +61,7 @@ int main(int argc, char** argv) {
     std::cerr << "--mode must be forward or train\n";
     return 2;
   }
+  if (a.threads > 0) at::set_num_threads(a.threads);
   at::manual_seed(0);
   const auto config = posttrain::core::preset_config(a.preset);
   posttrain::core::LlamaModel model(config);
@@ -82,10 +91,10 @@ int main(int argc, char** argv) {
   auto sorted = times;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
-  nlohmann::json out = {{"impl", "posttrain"},       {"preset", a.preset},
-                        {"mode", a.mode},            {"batch", a.batch},
-                        {"seq", a.seq},              {"threads", at::get_num_threads()},
-                        {"median_s", median},        {"tokens_per_s", a.batch * a.seq / median},
+  nlohmann::json out = {{"impl", "posttrain"}, {"preset", a.preset},
+                        {"mode", a.mode},      {"batch", a.batch},
+                        {"seq", a.seq},        {"threads", at::get_num_threads()},
+                        {"median_s", median},  {"tokens_per_s", a.batch * a.seq / median},
                         {"times_s", times}};
   std::cout << out.dump() << std::endl;
   return 0;

@@ -8,13 +8,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-$HERE/../build}
 PY=${POSTTRAIN_PYTHON:-$HOME/.cache/posttrain/venv-torch-2.11.0/bin/python}
 ITERS=${ITERS:-5}
+THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
 # preset batch seq
-SHAPES=("tiny 8 128" "smol-135m 1 256")
+SHAPES=(${SHAPES:-"tiny 8 128" "smol-135m 1 256"})
 OUT=$(mktemp)
 for shape in "${SHAPES[@]}"; do
   read -r preset batch seq <<<"$shape"
   for mode in forward train; do
-    args=(--preset "$preset" --batch "$batch" --seq "$seq" --mode "$mode" --iters "$ITERS")
+    args=(--preset "$preset" --batch "$batch" --seq "$seq" --mode "$mode" --iters "$ITERS" --threads "$THREADS")
     "$BUILD/bench_model" "${args[@]}" | tee -a "$OUT"
     "$PY" "$HERE/model_peer.py" "${args[@]}" 2>/dev/null | tee -a "$OUT"
   done

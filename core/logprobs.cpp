@@ -48,7 +48,8 @@ struct ChunkedHeadLogprob : torch::autograd::Function<ChunkedHeadLogprob> {
       const auto logits = at::linear(r, weight);  // [n, V]
       const auto dlogits = kernels::logprob_gather_backward(logits, targets.narrow(0, s, n),
                                                             grad_out.narrow(0, s, n));  // [n, V]
-      if (want_rows) grad_rows.narrow(0, s, n).copy_(at::mm(dlogits.to(weight.scalar_type()), weight));
+      if (want_rows)
+        grad_rows.narrow(0, s, n).copy_(at::mm(dlogits.to(weight.scalar_type()), weight));
       if (want_weight) grad_weight.addmm_(dlogits.t(), r.to(at::kFloat));
     }
     if (want_weight) grad_weight = grad_weight.to(weight.scalar_type());
@@ -68,10 +69,10 @@ at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
   if (chunk_tokens <= 0) throw UsageError("target_logprobs: chunk_tokens must be positive");
   const int64_t B = targets.size(0), T = targets.size(1);
   const auto flat_targets = targets.to(hidden.device()).to(at::kLong).reshape({-1});  // [B*T]
-  const auto idx = flat_targets.ne(kIgnoreTarget).nonzero().squeeze(1);             // [M]
-  const auto rows = hidden.reshape({B * T, hidden.size(2)}).index_select(0, idx);    // [M, H]
-  const auto picked = flat_targets.index_select(0, idx);                             // [M]
-  const auto lp = ChunkedHeadLogprob::apply(rows, weight, picked, chunk_tokens);     // [M]
+  const auto idx = flat_targets.ne(kIgnoreTarget).nonzero().squeeze(1);               // [M]
+  const auto rows = hidden.reshape({B * T, hidden.size(2)}).index_select(0, idx);     // [M, H]
+  const auto picked = flat_targets.index_select(0, idx);                              // [M]
+  const auto lp = ChunkedHeadLogprob::apply(rows, weight, picked, chunk_tokens);      // [M]
   auto out = at::zeros({B * T}, lp.options());
   return out.index_put({idx}, lp).view({B, T});
 }

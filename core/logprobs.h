@@ -5,9 +5,9 @@
 // all go through target_logprobs.
 #pragma once
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 #include "core/model/llama.h"
 

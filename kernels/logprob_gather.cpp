@@ -24,10 +24,10 @@ void check_args(const at::Tensor& logits, const at::Tensor& targets) {
 
 at::Tensor logprob_gather(const at::Tensor& logits, const at::Tensor& targets) {
   check_args(logits, targets);
-  const auto x = logits.to(at::kFloat);                   // [N, V]
-  const auto valid = targets.ne(kIgnoreIndex);            // [N]
-  const auto safe = targets.masked_fill(~valid, 0);       // [N]
-  const auto lse = at::logsumexp(x, {1});                 // [N]
+  const auto x = logits.to(at::kFloat);                           // [N, V]
+  const auto valid = targets.ne(kIgnoreIndex);                    // [N]
+  const auto safe = targets.masked_fill(~valid, 0);               // [N]
+  const auto lse = at::logsumexp(x, {1});                         // [N]
   const auto picked = x.gather(1, safe.unsqueeze(1)).squeeze(1);  // [N]
   return (picked - lse).masked_fill(~valid, 0.0);
 }
@@ -35,9 +35,9 @@ at::Tensor logprob_gather(const at::Tensor& logits, const at::Tensor& targets) {
 at::Tensor logprob_gather_backward(const at::Tensor& logits, const at::Tensor& targets,
                                    const at::Tensor& grad_out) {
   check_args(logits, targets);
-  const auto valid = targets.ne(kIgnoreIndex);                             // [N]
-  const auto safe = targets.masked_fill(~valid, 0);                        // [N]
-  const auto g = grad_out.to(at::kFloat).masked_fill(~valid, 0.0);        // [N]
+  const auto valid = targets.ne(kIgnoreIndex);                                   // [N]
+  const auto safe = targets.masked_fill(~valid, 0);                              // [N]
+  const auto g = grad_out.to(at::kFloat).masked_fill(~valid, 0.0);               // [N]
   auto grad = at::softmax(logits.to(at::kFloat), 1).mul_(g.neg().unsqueeze(1));  // [N, V]
   grad.scatter_add_(1, safe.unsqueeze(1), g.unsqueeze(1));
   return grad;

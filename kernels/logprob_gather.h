@@ -4,9 +4,9 @@
 // oracle that any device kernel is tested against. Math is float32 whatever the logits dtype.
 #pragma once
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 namespace posttrain::kernels {
 

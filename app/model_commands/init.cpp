@@ -28,7 +28,8 @@ int run_init(const std::vector<std::string>& args) {
   po::options_description desc("options");
   std::string presets;
   for (const auto& n : core::preset_names()) presets += (presets.empty() ? "" : ", ") + n;
-  desc.add_options()("preset", po::value<std::string>()->required(), ("model shape: " + presets).c_str())(
+  desc.add_options()("preset", po::value<std::string>()->required(),
+                     ("model shape: " + presets).c_str())(
       "tokenizer", po::value<std::string>(),
       "tokenizer.json or a folder holding one (default: the built-in byte-level tokenizer)")(
       "seed", po::value<uint64_t>()->default_value(0), "random seed of the weights")(

@@ -3,15 +3,17 @@
 // messages (rendered with the chat template). Rows are scored in right-padded batches with an
 // attention mask, so batching never changes a row's numbers; each output line repeats the
 // input fields and adds input_ids and token_logprobs (len(input_ids) - 1 floats).
-#include <iostream>
-#include <optional>
-#include <string>
-#include <vector>
+#include "core/logprobs.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
+
+#include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "app/command.h"
 #include "app/options.h"
@@ -19,7 +21,6 @@
 #include "common/jsonl.h"
 #include "common/progress.h"
 #include "core/checkpoint/hf_checkpoint.h"
-#include "core/logprobs.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -115,7 +116,8 @@ void score_batch(core::LlamaModelImpl& model, std::vector<Row>& batch, at::Devic
 
 int run_logprobs(const std::vector<std::string>& args) {
   po::options_description desc("options");
-  desc.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (causal LM)")(
+  desc.add_options()("model", po::value<std::string>()->required(),
+                     "checkpoint folder (causal LM)")(
       "input", po::value<std::string>()->required(),
       "JSONL rows with input_ids (list of ints), text, or messages")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu|cuda")(
@@ -143,16 +145,18 @@ int run_logprobs(const std::vector<std::string>& args) {
   }
   if (batch_size <= 0) throw UsageError("--batch-size must be positive");
   std::optional<core::ChatFormat> format;
-  if (vm.count("chat-template")) format = core::parse_chat_format(vm["chat-template"].as<std::string>());
+  if (vm.count("chat-template"))
+    format = core::parse_chat_format(vm["chat-template"].as<std::string>());
 
   const auto config = core::load_config(model_dir);
   if (config.kind == core::ModelKind::kRewardModel) {
-    throw UsageError(model_dir + " is a reward model (LlamaForSequenceClassification); "
+    throw UsageError(model_dir +
+                     " is a reward model (LlamaForSequenceClassification); "
                      "logprobs needs a causal language model");
   }
   const at::Device device(dev_name == "cuda" ? at::kCUDA : at::kCPU);
-  auto model = core::load_model(model_dir, device,
-                                dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat);
+  auto model =
+      core::load_model(model_dir, device, dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat);
   model->eval();
 
   c10::InferenceMode inference;
@@ -166,14 +170,15 @@ int run_logprobs(const std::vector<std::string>& args) {
   while (reader.next(&row)) {
     Row r{row, tokens.ids(row, reader)};
     batch.push_back(std::move(r));
-    if (static_cast<int64_t>(batch.size()) == batch_size) score_batch(*model, batch, device, writer);
+    if (static_cast<int64_t>(batch.size()) == batch_size)
+      score_batch(*model, batch, device, writer);
     progress.update(++rows);
   }
   if (!batch.empty()) score_batch(*model, batch, device, writer);
   writer.close();
   progress.finish();
-  std::cerr << "logprobs: scored " << rows << " rows from " << reader.path() << " into "
-            << out_path << "\n";
+  std::cerr << "logprobs: scored " << rows << " rows from " << reader.path() << " into " << out_path
+            << "\n";
   return 0;
 }
 

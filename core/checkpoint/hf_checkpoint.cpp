@@ -1,15 +1,15 @@
 // HF checkpoint folders (see hf_checkpoint.h).
 #include "core/checkpoint/hf_checkpoint.h"
 
+#include <ATen/ATen.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "core/checkpoint/safetensors.h"
@@ -79,8 +79,7 @@ void remove_old_weights(const std::string& dir, const std::string& prefix) {
     const std::string name = e.path().filename().string();
     const bool single = name == prefix + ".safetensors";
     const bool index = name == prefix + kIndexSuffix;
-    const bool shard = name.rfind(prefix + "-", 0) == 0 &&
-                       name.find("-of-") != std::string::npos &&
+    const bool shard = name.rfind(prefix + "-", 0) == 0 && name.find("-of-") != std::string::npos &&
                        name.size() > 12 && name.substr(name.size() - 12) == ".safetensors";
     if (single || index || shard) fs::remove(e.path(), ec);
   }
@@ -114,10 +113,14 @@ void write_shards(const TensorLayout& layout, const std::string& dir, at::Scalar
 
 std::string dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "float32";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    default: throw UsageError(std::string("cannot save weights as ") + c10::toString(t));
+    case at::kFloat:
+      return "float32";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    default:
+      throw UsageError(std::string("cannot save weights as ") + c10::toString(t));
   }
 }
 
@@ -241,8 +244,8 @@ void load_weights(LlamaModelImpl& model, const std::string& dir) {
   }
   for (const auto& [name, path] : files) {
     if (!expected.count(name) && !ignorable(name, config)) {
-      throw InputError(Location{path, 0, name}, "unexpected tensor '" + name +
-                                                    "' (not part of this model's config)");
+      throw InputError(Location{path, 0, name},
+                       "unexpected tensor '" + name + "' (not part of this model's config)");
     }
   }
 }
@@ -293,7 +296,8 @@ void init_checkpoint(const LlamaConfig& config, const std::string& dir, uint64_t
                  auto t = at::empty(shape, at::TensorOptions().dtype(dtype));
                  if (shape.size() == 1) return t.fill_(1.0);
                  const int64_t rows = shape[0], cols = shape[1];
-                 const int64_t step = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+                 const int64_t step =
+                     std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
                  for (int64_t r = 0; r < rows; r += step) {
                    const int64_t n = std::min(step, rows - r);
                    auto draw = at::empty({n, cols}, at::kFloat);

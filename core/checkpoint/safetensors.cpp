@@ -1,6 +1,7 @@
 // safetensors reading (mmap + header validation) and writing. See safetensors.h for the format.
 #include "core/checkpoint/safetensors.h"
 
+#include <ATen/ATen.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,8 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-
-#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -32,10 +31,14 @@ InputError header_error(const std::string& path, const std::string& tensor,
 int64_t element_size(at::ScalarType t) { return t == at::kFloat ? 4 : 2; }
 
 bool parse_dtype(const std::string& name, at::ScalarType* out) {
-  if (name == "F32") *out = at::kFloat;
-  else if (name == "BF16") *out = at::kBFloat16;
-  else if (name == "F16") *out = at::kHalf;
-  else return false;
+  if (name == "F32")
+    *out = at::kFloat;
+  else if (name == "BF16")
+    *out = at::kBFloat16;
+  else if (name == "F16")
+    *out = at::kHalf;
+  else
+    return false;
   return true;
 }
 
@@ -82,14 +85,16 @@ SafetensorsEntry parse_entry(const std::string& name, const json& e, uint64_t da
   out.end = off[1].get<uint64_t>();
   if (out.begin > out.end) throw header_error(path, name, "data_offsets begin > end");
   if (out.end > data_size) {
-    throw header_error(path, name, "data_offsets [" + std::to_string(out.begin) + ", " +
-                                       std::to_string(out.end) + ") past the end of the data (" +
-                                       std::to_string(data_size) + " bytes)");
+    throw header_error(path, name,
+                       "data_offsets [" + std::to_string(out.begin) + ", " +
+                           std::to_string(out.end) + ") past the end of the data (" +
+                           std::to_string(data_size) + " bytes)");
   }
   const uint64_t want = count * static_cast<uint64_t>(element_size(out.dtype));
   if (out.end - out.begin != want) {
-    throw header_error(path, name, "shape needs " + std::to_string(want) + " bytes but " +
-                                       "data_offsets span " + std::to_string(out.end - out.begin));
+    throw header_error(path, name,
+                       "shape needs " + std::to_string(want) + " bytes but " +
+                           "data_offsets span " + std::to_string(out.end - out.begin));
   }
   return out;
 }
@@ -99,14 +104,14 @@ SafetensorsEntry parse_entry(const std::string& name, const json& e, uint64_t da
 SafetensorsHeader parse_safetensors_header(const char* bytes, uint64_t available,
                                            uint64_t file_size, const std::string& path) {
   if (file_size < 8 || available < 8) {
-    throw header_error(path, "", "file of " + std::to_string(file_size) +
-                                     " bytes is too short for a header");
+    throw header_error(path, "",
+                       "file of " + std::to_string(file_size) + " bytes is too short for a header");
   }
   const uint64_t n = read_u64_le(bytes);
   if (n > file_size - 8) {
-    throw header_error(path, "", "header length " + std::to_string(n) +
-                                     " runs past the end of the file (" +
-                                     std::to_string(file_size) + " bytes)");
+    throw header_error(path, "",
+                       "header length " + std::to_string(n) + " runs past the end of the file (" +
+                           std::to_string(file_size) + " bytes)");
   }
   if (n > kMaxHeaderBytes) throw header_error(path, "", "header larger than 100 MiB");
   if (available < 8 + n) throw header_error(path, "", "header not fully available");
@@ -165,8 +170,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    throw header_error(path, "", "file of " + std::to_string(size) +
-                                     " bytes is too short for a header");
+    throw header_error(path, "",
+                       "file of " + std::to_string(size) + " bytes is too short for a header");
   }
   void* base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -203,7 +208,8 @@ at::Tensor SafetensorsFile::view(const std::string& name) const {
     return out;
   }
   auto keep = map_;
-  return at::from_blob(p, e.shape, [keep](void*) {}, opts);
+  return at::from_blob(
+      p, e.shape, [keep](void*) {}, opts);
 }
 
 at::Tensor SafetensorsFile::read(const std::string& name, std::optional<at::ScalarType> dtype,
@@ -214,10 +220,14 @@ at::Tensor SafetensorsFile::read(const std::string& name, std::optional<at::Scal
 
 std::string safetensors_dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "F32";
-    case at::kBFloat16: return "BF16";
-    case at::kHalf: return "F16";
-    default: throw UsageError(std::string("safetensors: cannot store dtype ") + c10::toString(t));
+    case at::kFloat:
+      return "F32";
+    case at::kBFloat16:
+      return "BF16";
+    case at::kHalf:
+      return "F16";
+    default:
+      throw UsageError(std::string("safetensors: cannot store dtype ") + c10::toString(t));
   }
 }
 
@@ -233,8 +243,9 @@ struct SafetensorsWriter::State {
 };
 
 SafetensorsWriter::SafetensorsWriter(
-    const std::string& path, const std::vector<std::pair<std::string, std::vector<int64_t>>>& layout,
-    at::ScalarType dtype, const std::map<std::string, std::string>& metadata)
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& layout, at::ScalarType dtype,
+    const std::map<std::string, std::string>& metadata)
     : state_(std::make_unique<State>()) {
   const std::string dtype_name = safetensors_dtype_name(dtype);
   auto& s = *state_;
@@ -253,7 +264,8 @@ SafetensorsWriter::SafetensorsWriter(
     }
     uint64_t bytes = static_cast<uint64_t>(element_size(dtype));
     for (int64_t d : shape) bytes *= static_cast<uint64_t>(d);
-    header[name] = {{"dtype", dtype_name}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype_name}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   total_ = offset;

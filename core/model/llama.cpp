@@ -7,11 +7,11 @@
 // [B, 1, T, T] mask that is causal, block-diagonal over documents and blind to padding keys).
 #include "core/model/llama.h"
 
-#include <cmath>
-
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/nn/modules/container/modulelist.h>
+
+#include <cmath>
 
 #include "common/error.h"
 
@@ -170,8 +170,9 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
   q = q * rope.cos + rotate_half(q) * rope.sin;
   k = k * rope.cos + rotate_half(k) * rope.sin;
   if (nkv != nh) {
-    k = k.repeat_interleave(nh / nkv, 1);  // [B, nh, T, hd]
-    v = v.repeat_interleave(nh / nkv, 1);
+    // Share each kv head with nh / nkv query heads: expand is a view, one copy on reshape.
+    k = k.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
+    v = v.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
   }
   at::Tensor out;
   if (mask.defined()) {
@@ -185,8 +186,8 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
 
 at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const at::Tensor& x,
                          const Rope& rope, const at::Tensor& mask) {
-  auto h = x + attention_block(*l.self_attn, c, rms_norm(x, l.input_layernorm->weight,
-                                                         c.rms_norm_eps), rope, mask);
+  auto h = x + attention_block(*l.self_attn, c,
+                               rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps), rope, mask);
   const auto n = rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
   const auto& m = *l.mlp;
   const auto act = at::silu(at::linear(n, m.gate_proj->weight)) * at::linear(n, m.up_proj->weight);
@@ -237,14 +238,15 @@ void check_inputs(const ForwardInputs& in, const LlamaConfig& c) {
   }
   for (const auto* t : {&in.position_ids, &in.document_ids, &in.attention_mask}) {
     if (t->defined() && t->sizes() != ids.sizes()) {
-      throw UsageError("position_ids/document_ids/attention_mask must have input_ids' shape [B, T]");
+      throw UsageError(
+          "position_ids/document_ids/attention_mask must have input_ids' shape [B, T]");
     }
   }
   if (ids.numel() > 0) {
     const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
     if (lo < 0 || hi >= c.vocab_size) {
-      throw UsageError("token id " + std::to_string(lo < 0 ? lo : hi) + " outside the vocabulary [0, " +
-                       std::to_string(c.vocab_size) + ")");
+      throw UsageError("token id " + std::to_string(lo < 0 ? lo : hi) +
+                       " outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
     }
   }
 }
@@ -268,7 +270,8 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config, at::TensorOptions opti
   }
   parts_->model = register_module("model", Backbone(config_, options));
   if (config_.kind == ModelKind::kRewardModel) {
-    parts_->score = register_module("score", Weight(at::IntArrayRef{1, config_.hidden_size}, options));
+    parts_->score =
+        register_module("score", Weight(at::IntArrayRef{1, config_.hidden_size}, options));
   } else if (!config_.tie_word_embeddings) {
     parts_->lm_head = register_module(
         "lm_head", Weight(at::IntArrayRef{config_.vocab_size, config_.hidden_size}, options));
@@ -304,9 +307,10 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
 
   // RoPE tables in float32, then cast to the activation dtype as transformers does.
   const auto pos = (in.position_ids.defined() ? in.position_ids : default_positions(in))
-                       .to(dev).to(at::kFloat);                                // [B, T]
+                       .to(dev)
+                       .to(at::kFloat);                                              // [B, T]
   const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
-  const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                      // [B,1,T,hd]
+  const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                         // [B,1,T,hd]
   const Rope rope{emb.cos().to(dtype), emb.sin().to(dtype)};
   const auto mask = attention_mask_for(in);
 

@@ -5,14 +5,14 @@
 // "lm_head.weight", "score.weight"), so checkpoints map one to one.
 #pragma once
 
-#include <cstdint>
-#include <memory>
-#include <optional>
-
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
 
 #include "core/model/llama_config.h"
 
@@ -20,7 +20,7 @@ namespace posttrain::core {
 
 // What one forward pass reads. Shapes: B rows, T tokens.
 struct ForwardInputs {
-  at::Tensor input_ids;     // [B, T] int64
+  at::Tensor input_ids;  // [B, T] int64
   // [B, T] int64; undefined = 0..T-1 in every row, or (with document_ids) positions restarting
   // at 0 where each document starts. Packed rows restart positions per document.
   at::Tensor position_ids;

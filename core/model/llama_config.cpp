@@ -6,9 +6,8 @@
 #include "core/model/llama_config.h"
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/error.h"
 
@@ -29,8 +28,8 @@ struct Reader {
   int64_t get_int(const std::string& key) const {
     const auto& v = j.at(key);
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && v.get<double>() == static_cast<double>(
-                                                       static_cast<int64_t>(v.get<double>()))) {
+    if (v.is_number_float() &&
+        v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>()))) {
       return static_cast<int64_t>(v.get<double>());
     }
     throw error(key, "expected an integer, got " + v.dump());
@@ -77,8 +76,9 @@ RopeScaling read_rope(const Reader& r) {
     s.original_max_position_embeddings = r.opt_int("original_max_position_embeddings", 8192);
     if (s.factor <= 0 || s.low_freq_factor <= 0 || s.high_freq_factor <= s.low_freq_factor ||
         s.original_max_position_embeddings <= 0) {
-      throw r.error("factor", "llama3 RoPE scaling needs factor > 0, 0 < low_freq_factor < "
-                              "high_freq_factor and original_max_position_embeddings > 0");
+      throw r.error("factor",
+                    "llama3 RoPE scaling needs factor > 0, 0 < low_freq_factor < "
+                    "high_freq_factor and original_max_position_embeddings > 0");
     }
   }
   return s;
@@ -177,8 +177,9 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
       throw r.error("id2label", "a reward model must have exactly one label");
     }
     if (!c.pad_token_id) {
-      throw r.error("pad_token_id", "required for a reward model (the reward is read at the "
-                                    "last non-pad token)");
+      throw r.error("pad_token_id",
+                    "required for a reward model (the reward is read at the "
+                    "last non-pad token)");
     }
   }
 
@@ -242,12 +243,12 @@ json LlamaConfig::to_json() const {
   if (rope_scaling.rope_type == "default") {
     j["rope_scaling"] = nullptr;
   } else {
-    j["rope_scaling"] = {{"rope_type", rope_scaling.rope_type},
-                         {"factor", rope_scaling.factor},
-                         {"low_freq_factor", rope_scaling.low_freq_factor},
-                         {"high_freq_factor", rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings",
-                          rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", rope_scaling.rope_type},
+        {"factor", rope_scaling.factor},
+        {"low_freq_factor", rope_scaling.low_freq_factor},
+        {"high_freq_factor", rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
   }
   j["tie_word_embeddings"] = tie_word_embeddings;
   j["attention_bias"] = false;

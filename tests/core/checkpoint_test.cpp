@@ -1,15 +1,14 @@
 // HF checkpoint folders: save/load round trips (float32, bf16, sharded), streaming init,
 // presets, and clear errors for missing/unexpected/mis-shaped tensors and malformed config.json.
-#include "core/checkpoint/hf_checkpoint.h"
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <ATen/ATen.h>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "core/checkpoint/hf_checkpoint.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/model/llama.h"
 #include "model_test_util.h"
@@ -58,7 +57,8 @@ TEST(Checkpoint, Bf16ShardedRoundTrip) {
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
   const auto index = testing::read_json(dir + "/model.safetensors.index.json");
   std::set<std::string> shards;
-  for (const auto& [name, file] : index["weight_map"].items()) shards.insert(file.get<std::string>());
+  for (const auto& [name, file] : index["weight_map"].items())
+    shards.insert(file.get<std::string>());
   EXPECT_GT(shards.size(), 2u);
   EXPECT_EQ(index["weight_map"].size(), state_dict(*m).size());
   EXPECT_FALSE(index["weight_map"].contains("lm_head.weight"));  // tied
@@ -216,10 +216,12 @@ TEST(CheckpointBadInput, MalformedConfigJson) {
   with([](json& j) { j["hidden_act"] = "gelu"; }, "hidden_act");
   with([](json& j) { j["attention_bias"] = true; }, "attention_bias");
   with([](json& j) { j["eos_token_id"] = {2, "x"}; }, "eos_token_id[1]");
-  with([](json& j) {
-    j["architectures"] = {"LlamaForSequenceClassification"};
-    j["pad_token_id"] = nullptr;
-  }, "pad_token_id");
+  with(
+      [](json& j) {
+        j["architectures"] = {"LlamaForSequenceClassification"};
+        j["pad_token_id"] = nullptr;
+      },
+      "pad_token_id");
   std::ofstream(cfg) << "{\"vocab_size\": 3,";
   expect_load_error(dir, "config.json");
   try {

@@ -3,14 +3,14 @@
 // transformers reference, batch-size independence, and clear errors for bad rows.
 #include "core/logprobs.h"
 
-#include <cstdio>
-#include <cstdlib>
-#include <sys/wait.h>
-#include <filesystem>
-#include <fstream>
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -80,7 +80,8 @@ struct Cli {
 
 Cli run_cli(const std::string& args) {
   const std::string err = testing::temp_dir("cli") + "/stderr";
-  const int rc = std::system((std::string(POSTTRAIN_BIN) + " " + args + " >/dev/null 2>" + err).c_str());
+  const int rc =
+      std::system((std::string(POSTTRAIN_BIN) + " " + args + " >/dev/null 2>" + err).c_str());
   std::ifstream in(err);
   return {WEXITSTATUS(rc), std::string(std::istreambuf_iterator<char>(in), {})};
 }

@@ -136,7 +136,8 @@ TEST(ModelParity, RewardModelMatchesTransformers) {
   }
   at::NoGradGuard no_grad;
   const auto id_t = at::tensor(flat_ids, at::kLong).view({B, T});
-  const auto with_mask = model->rewards({id_t, {}, {}, at::tensor(flat_mask, at::kLong).view({B, T})});
+  const auto with_mask =
+      model->rewards({id_t, {}, {}, at::tensor(flat_mask, at::kLong).view({B, T})});
   const auto by_pad = model->forward({id_t, {}, {}, {}});  // pad_token_id finds the last token
   const auto want = ref["rewards"].get<std::vector<double>>();
   const auto alone = ref["rewards_alone"].get<std::vector<double>>();

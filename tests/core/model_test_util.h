@@ -2,13 +2,13 @@
 // building input tensors.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 namespace posttrain::core::testing {
 

@@ -4,13 +4,13 @@
 // that must only ever throw posttrain errors, never crash.
 #include "core/checkpoint/safetensors.h"
 
-#include <cstdio>
-#include <fstream>
-#include <random>
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/error.h"
 #include "model_test_util.h"
@@ -99,7 +99,7 @@ TEST(SafetensorsBadInput, TruncatedFiles) {
   const std::string path = testing::temp_dir("st") + "/ok.safetensors";
   save_safetensors(path, {{"a", at::ones({4, 4})}}, at::kFloat);
   const std::string good = file_bytes(path);
-  expect_rejected(good.substr(0, 20), "past the end of the file");   // inside the header
+  expect_rejected(good.substr(0, 20), "past the end of the file");  // inside the header
   expect_rejected(good.substr(0, good.size() - 4), "past the end of the data");  // data cut
 }
 
@@ -136,8 +136,9 @@ TEST(SafetensorsBadInput, OffsetsOutOfRangeOrOverlapping) {
 TEST(SafetensorsBadInput, UnknownDtypeIsRefusedByName) {
   expect_rejected(make_file(R"({"w": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}})", 8),
                   "unsupported dtype 'I64'");
-  expect_rejected(make_file(R"({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}})", 1),
-                  "unsupported dtype 'F8_E4M3'");
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}})", 1),
+      "unsupported dtype 'F8_E4M3'");
   expect_rejected(make_file(R"({"w": {"dtype": 4, "shape": [1], "data_offsets": [0, 4]}})", 4),
                   "dtype");
 }
@@ -148,11 +149,13 @@ TEST(SafetensorsBadInput, ShapeSizeMismatch) {
   expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4),
                   "shape");
   expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296],
-                                      "data_offsets": [0, 4]}})", 4),
+                                      "data_offsets": [0, 4]}})",
+                            4),
                   "too large");
   // The error names the tensor.
-  expect_rejected(make_file(R"({"layer.w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 4]}})", 4),
-                  "layer.w");
+  expect_rejected(
+      make_file(R"({"layer.w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 4]}})", 4),
+      "layer.w");
 }
 
 // Random byte mutations of a valid header: parsing must throw InputError or succeed with a
@@ -171,9 +174,15 @@ TEST(SafetensorsBadInput, RandomHeaderMutationsNeverCrash) {
       const size_t limit = std::min<size_t>(bytes.size(), 8 + 200);
       const size_t pos = rng() % limit;
       switch (rng() % 3) {
-        case 0: bytes[pos] = static_cast<char>(rng() % 256); break;
-        case 1: bytes[pos] = "0123456789[]{},:\"-eE."[rng() % 21]; break;
-        default: bytes.erase(pos, 1 + rng() % 3); break;
+        case 0:
+          bytes[pos] = static_cast<char>(rng() % 256);
+          break;
+        case 1:
+          bytes[pos] = "0123456789[]{},:\"-eE."[rng() % 21];
+          break;
+        default:
+          bytes.erase(pos, 1 + rng() % 3);
+          break;
       }
     }
     try {

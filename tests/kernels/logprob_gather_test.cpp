@@ -2,11 +2,11 @@
 // at::log_softmax (its backward).
 #include "kernels/logprob_gather.h"
 
-#include <cmath>
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
+
+#include <cmath>
 
 namespace posttrain::kernels {
 namespace {
@@ -30,8 +30,7 @@ TEST(LogprobGather, BackwardMatchesAutograd) {
   const auto g = at::randn({6}, at::kFloat);
   auto x = logits.clone().requires_grad_(true);
   const auto valid = targets.ne(kIgnoreIndex);
-  const auto picked =
-      at::log_softmax(x, 1).gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1);
+  const auto picked = at::log_softmax(x, 1).gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1);
   (picked * valid.to(at::kFloat) * g).sum().backward();
   const auto ours = logprob_gather_backward(logits, targets, g);
   EXPECT_TRUE(at::allclose(ours, x.grad(), 1e-5, 1e-6));
@@ -44,7 +43,8 @@ TEST(LogprobGather, Bf16LogitsComputeInFloat32) {
   const auto lp = logprob_gather(logits.to(at::kBFloat16), at::tensor(std::vector<int64_t>{2}));
   EXPECT_EQ(lp.scalar_type(), at::kFloat);
   // log(e^3 / (e + e^2 + e^3 + e^4)); the inputs are exact in bf16.
-  const double expect = 3.0 - std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + std::exp(4.0));
+  const double expect =
+      3.0 - std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0) + std::exp(4.0));
   EXPECT_NEAR(lp[0].item<float>(), expect, 1e-6);
 }
 
