@@ -3,7 +3,7 @@
 # PyTorch eager doing the same steps (bench/sft_peer.py) in the same run, median of 5 steps each.
 # Prints one JSON line per measurement, then a table of steps/s, tokens/s and ratios.
 #   bench/sft_bench.sh [BUILD_DIR]     (default build/; needs the bench_sft target built)
-# Environment: ITERS (5), THREADS (nproc), SHAPES ("preset batch seq accum" strings).
+# Environment: ITERS (5), THREADS (nproc), SHAPES ("preset batch seq accum;..." ).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-$HERE/../build}
@@ -11,7 +11,7 @@ PY=${POSTTRAIN_PYTHON:-$HOME/.cache/posttrain/venv-torch-2.11.0/bin/python}
 ITERS=${ITERS:-5}
 THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
 # preset batch seq accum
-SHAPES=(${SHAPES:-"tiny 8 256 1" "smol-135m 2 256 1"})
+IFS=';' read -ra SHAPES <<<"${SHAPES:-tiny 8 256 1;smol-135m 2 256 1}"
 OUT=$(mktemp)
 for shape in "${SHAPES[@]}"; do
   read -r preset batch seq accum <<<"$shape"
