@@ -9,8 +9,8 @@ BUILD=${1:-$HERE/../build}
 PY=${POSTTRAIN_PYTHON:-$HOME/.cache/posttrain/venv-torch-2.11.0/bin/python}
 ITERS=${ITERS:-5}
 THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
-# preset batch seq
-SHAPES=(${SHAPES:-"tiny 8 128" "smol-135m 1 256"})
+# "preset batch seq" entries, comma-separated in $SHAPES
+IFS=',' read -ra SHAPES <<<"${SHAPES:-tiny 8 128,smol-135m 1 256}"
 OUT=$(mktemp)
 for shape in "${SHAPES[@]}"; do
   read -r preset batch seq <<<"$shape"
