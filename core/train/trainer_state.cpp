@@ -11,6 +11,7 @@
 #include <torch/optim/adamw.h>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/checkpoint/safetensors.h"
 
@@ -148,7 +149,7 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
                               int64_t keep) {
   const fs::path final_dir = fs::path(out_dir) / ("checkpoint-" + std::to_string(state.step));
   const fs::path tmp_dir = final_dir.string() + ".tmp";
-  fs::remove_all(tmp_dir);
+  posttrain::remove_tree((tmp_dir).string());
   fs::create_directories(tmp_dir);
   save_model(model, tmp_dir.string(), at::kFloat);
   if (save_extra) save_extra(tmp_dir.string());
@@ -169,7 +170,7 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
   state.adam_step = adam_step;
   state.rng_cpu_hex = to_hex(at::detail::getDefaultCPUGenerator().get_state());
   write_training_state((tmp_dir / "trainer_state.json").string(), state);
-  fs::remove_all(final_dir);
+  posttrain::remove_tree((final_dir).string());
   fs::rename(tmp_dir, final_dir);
 
   if (keep > 0) {
@@ -183,7 +184,7 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
       }
     }
     std::sort(all.begin(), all.end());
-    for (size_t i = 0; i + keep < all.size(); ++i) fs::remove_all(all[i].second);
+    for (size_t i = 0; i + keep < all.size(); ++i) posttrain::remove_tree((all[i].second).string());
   }
 }
 

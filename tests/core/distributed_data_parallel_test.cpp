@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/distributed/data_parallel.h"
+#include "common/files.h"
 #include "core/distributed/launcher.h"
 #include "core/model/llama.h"
 #include "core/model/llama_config.h"
@@ -30,12 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// std::filesystem::remove_all resolves to libtorch.so's exported copy, which crashes on a
-// non-empty folder; remove trees with nftw instead.
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
-void remove_tree(const fs::path& dir) {
-  ::nftw(dir.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+void remove_tree(const fs::path& dir) { posttrain::remove_tree(dir.string()); }  // see common/files.h
 constexpr const char* kWorkerDir = "POSTTRAIN_DIST_WORKER_DIR";
 constexpr int64_t kGlobalBatch = 4;  // rows per optimizer step over all ranks
 constexpr int64_t kSeqLen = 16;

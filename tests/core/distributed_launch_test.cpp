@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "core/distributed/launcher.h"
 
 namespace posttrain::core {
@@ -23,12 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// std::filesystem::remove_all resolves to libtorch.so's exported copy, which crashes on a
-// non-empty folder; remove trees with nftw instead.
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
-void remove_tree(const fs::path& dir) {
-  ::nftw(dir.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+void remove_tree(const fs::path& dir) { posttrain::remove_tree(dir.string()); }  // see common/files.h
 
 fs::path fresh_dir(const std::string& name) {
   fs::path dir =

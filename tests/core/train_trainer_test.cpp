@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/data/packing.h"
+#include "common/files.h"
 #include "core/logprobs.h"
 #include "core/model/llama.h"
 #include "core/train/metrics.h"
@@ -86,7 +87,7 @@ std::shared_ptr<TokenRowDataset> rows(bool packing, int n = 32) {
 
 std::string temp_dir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("posttrain_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  posttrain::remove_tree(d.string());
   return d.string();
 }
 
@@ -169,8 +170,8 @@ TEST(TrainTrainer, ResumedRunRepeatsTheLossesExactly) {
   // Running the finished run again does nothing.
   Trainer t3(o2, tiny_model(99), sum_loss(), rows(true), nullptr);
   EXPECT_TRUE(t3.run().already_done);
-  fs::remove_all(full);
-  fs::remove_all(cut);
+  posttrain::remove_tree(full);
+  posttrain::remove_tree(cut);
 }
 
 TEST(TrainTrainer, LossFallsAndEvalIsLogged) {
@@ -200,7 +201,7 @@ TEST(TrainTrainer, LossFallsAndEvalIsLogged) {
     }
   }
   EXPECT_EQ(evals, 3);  // steps 10, 20 and the end
-  fs::remove_all(dir);
+  posttrain::remove_tree(dir);
 }
 
 TEST(TrainTrainer, TooLittleDataIsAClearError) {

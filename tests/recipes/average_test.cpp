@@ -2,6 +2,7 @@
 // weighted, float32 and bfloat16, single-file and sharded inputs; refusal of mismatched configs,
 // shapes, tensor sets and tokenizers; lineage in the store; the CLI.
 #include "recipes/average.h"
+#include "common/files.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -28,12 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// std::filesystem::remove_all resolves to libtorch.so's exported copy, which crashes on a
-// non-empty folder; remove trees with nftw instead.
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
-void remove_tree(const fs::path& dir) {
-  ::nftw(dir.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+void remove_tree(const fs::path& dir) { posttrain::remove_tree(dir.string()); }  // see common/files.h
 using nlohmann::json;
 
 class AverageTest : public ::testing::Test {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint/safetensors.h"
+#include "common/files.h"
 #include "core/train/metrics.h"
 
 namespace fs = std::filesystem;
@@ -41,12 +42,12 @@ class SftCli : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = (fs::temp_directory_path() / ("posttrain_sft_cli_" + std::to_string(::getpid())))
                 .string();
-    fs::remove_all(root_);
+    posttrain::remove_tree(root_);
     fs::create_directories(root_);
     Ran r = run("init --preset tiny --seed 3 --output " + root_ + "/model");
     ASSERT_EQ(r.code, 0) << r.output;
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static void TearDownTestSuite() { posttrain::remove_tree(root_); }
 
   // A config on the committed example data with small, fast settings.
   std::string write_config(const std::string& name, const nlohmann::json& extra_training,
