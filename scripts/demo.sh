@@ -32,8 +32,8 @@ printf '%s\n' '{"messages":[{"role":"user","content":"What is 2+3?"},{"role":"as
 "$P" logprobs --model "$RUN/averaged" --input "$RUN/score_in.jsonl" --output "$RUN/score_out.jsonl"
 python3 -c 'import json,sys
 for l in open(sys.argv[1]):
-    r=json.loads(l); lp=r["token_logprobs"]
-    print(f"{len(r[\"input_ids\"])} tokens, mean log-prob {sum(lp)/len(lp):.3f}")' "$RUN/score_out.jsonl"
+    r=json.loads(l); lp=r["token_logprobs"]; n=len(r["input_ids"])
+    print(n, "tokens, mean log-prob", round(sum(lp)/len(lp), 3))' "$RUN/score_out.jsonl"
 
 step "5. synthetic data checked by execution (math exact answers; code in the sandbox)"
 "$P" synth math --count 5 --seed 1 --output "$RUN/math_problems.jsonl"
