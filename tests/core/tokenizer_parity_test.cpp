@@ -12,23 +12,15 @@
 
 #include "common/error.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/core/tokenizer_fixtures.h"
 
 namespace posttrain::core {
 namespace {
 
 using nlohmann::json;
 
-const std::string kDir = std::string(POSTTRAIN_FIXTURES) + "/tokenizer/";
-
-const json& expected() {
-  static const json doc = [] {
-    std::ifstream in(kDir + "expected.json");
-    std::stringstream s;
-    s << in.rdbuf();
-    return json::parse(s.str());
-  }();
-  return doc;
-}
+using testing_fixtures::expected;
+using testing_fixtures::kDir;
 
 void check_cases(const Tokenizer& tok, const json& cases, const std::string& name) {
   ASSERT_FALSE(cases.empty());
