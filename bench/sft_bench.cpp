@@ -1,8 +1,12 @@
-// bench_sft: SFT optimizer steps through posttrain's Trainer (collation, forward, chunked
-// log-prob loss, backward, clipping, AdamW) on a random model of a preset shape, float32 on CPU.
-// Each step runs `accum` micro-batches of `batch` rows x `seq` random tokens, every token after
-// the first a target (as bench/sft_peer.py). Prints one JSON line: median seconds per step.
-//   bench_sft --preset tiny --batch 8 --seq 256 --iters 5 [--threads N]
+// bench_sft: SFT optimizer steps through posttrain's Trainer (collation, forward, log-prob loss,
+// backward, clipping, fused AdamW) on a random model of a preset shape: float32 on CPU, bf16
+// autocast with float32 master weights on CUDA. Each step runs `accum` micro-batches of `batch`
+// rows x `seq` random tokens. By default every token after the first is a target (as
+// bench/sft_peer.py); --prompt-frac F masks the first F of each row (as the GPU peer, 0.25).
+// Prints one JSON line: median seconds per step, tokens/s, and on CUDA the peak memory, MFU and
+// a split of the step (forward+loss, backward, the rest = clipping + optimizer).
+//   bench_sft --preset tiny --batch 8 --seq 256 --iters 5 [--threads N] [--device cuda]
+//             [--keep-logits-mb N] [--checkpointing 0|1] [--prompt-frac F]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,7 +16,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
+#if __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define BENCH_HAS_CUDA_STATS 1
+#endif
 
 #include "core/data/packing.h"
 #include "core/model/llama.h"
@@ -21,9 +31,39 @@
 
 using namespace posttrain;
 
+namespace {
+
+double peak_gib() {
+#ifdef BENCH_HAS_CUDA_STATS
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  return static_cast<double>(
+             stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                 .peak) /
+         (1024.0 * 1024 * 1024);
+#else
+  return 0.0;
+#endif
+}
+
+void reset_peak() {
+#ifdef BENCH_HAS_CUDA_STATS
+  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+#endif
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string preset = "tiny";
+  std::string device = "cpu";
   int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1, threads = 0;
+  int64_t keep_logits_mb = core::kDefaultKeepLogitsBytes >> 20, checkpointing = 0;
+  double prompt_frac = 0.0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -33,6 +73,10 @@ int main(int argc, char** argv) {
     else if (k == "--iters") iters = std::stoll(v);
     else if (k == "--warmup") warmup = std::stoll(v);
     else if (k == "--threads") threads = std::stoll(v);
+    else if (k == "--device") device = v;
+    else if (k == "--keep-logits-mb") keep_logits_mb = std::stoll(v);
+    else if (k == "--checkpointing") checkpointing = std::stoll(v);
+    else if (k == "--prompt-frac") prompt_frac = std::stod(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -41,6 +85,8 @@ int main(int argc, char** argv) {
   core::LlamaConfig config = core::preset_config(preset);
   core::LlamaModel model(config);
   model->reset_parameters(0);
+  const bool cuda = device != "cpu";
+  if (cuda) model->to(at::Device(device));
 
   // Random rows with every token after the first a target; rows kept in order.
   std::mt19937_64 rng(1);
@@ -49,7 +95,8 @@ int main(int argc, char** argv) {
     std::vector<int64_t> ids(seq);
     for (auto& t : ids) t = static_cast<int64_t>(rng() % config.vocab_size);
     std::vector<uint8_t> mask(seq, 1);
-    mask[0] = 0;
+    const int64_t prompt = std::max<int64_t>(1, static_cast<int64_t>(prompt_frac * seq));
+    for (int64_t t = 0; t < prompt; ++t) mask[t] = 0;
     examples->push_back(core::make_targets(ids, mask));
   }
   core::PackingOptions p;
@@ -60,36 +107,88 @@ int main(int argc, char** argv) {
 
   core::TrainerOptions o;
   o.dir = "/tmp/posttrain_bench_sft_unused";
-  o.device = "cpu";
+  o.device = device;
+  o.activation_checkpointing = checkpointing != 0;
   o.lr = 1e-4;
   o.weight_decay = 0.01;
   o.micro_batch_size = batch;
   o.grad_accum_steps = accum;
   o.max_steps = warmup + iters;
   o.threads = threads;
-  const int64_t chunk = o.logprob_chunk;
-  core::Trainer trainer(o, model,
-                        [chunk](core::LlamaModel& m, const core::MicroBatch& b) {
-                          return sft::sft_loss_sum(*m, b, chunk);
-                        },
-                        rows, nullptr);
+  const int64_t chunk = o.logprob_chunk, keep = keep_logits_mb << 20;
+  auto loss = [chunk, keep](core::LlamaModel& m, const core::MicroBatch& b) {
+    return sft::sft_loss_sum(*m, b, chunk, keep);
+  };
+  core::Trainer trainer(o, model, loss, rows, nullptr);
+  auto sync = [cuda] {
+    if (cuda) torch::cuda::synchronize();
+  };
+  auto now = [] { return std::chrono::steady_clock::now(); };
+  auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   for (int64_t s = 0; s < warmup; ++s) trainer.train_step(s);
+  sync();
+  reset_peak();
   std::vector<double> times;
   for (int64_t s = warmup; s < warmup + iters; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = now();
     trainer.train_step(s);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    sync();
+    times.push_back(secs(t0, now()));
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const double med = sorted[sorted.size() / 2];
+  const double med = median(times);
+  const double peak = peak_gib();
   const double tokens = static_cast<double>(batch * seq * accum);
-  std::cout << nlohmann::json{{"impl", "posttrain"},     {"preset", preset},
-                              {"batch", batch},          {"seq", seq},
-                              {"accum", accum},          {"threads", at::get_num_threads()},
-                              {"median_s", med},         {"steps_per_s", 1.0 / med},
-                              {"tokens_per_s", tokens / med}, {"times_s", times}}
-                   .dump()
-            << std::endl;
+  nlohmann::json line{{"impl", "posttrain"},     {"preset", preset},
+                      {"batch", batch},          {"seq", seq},
+                      {"accum", accum},          {"threads", at::get_num_threads()},
+                      {"device", device},        {"median_s", med},
+                      {"steps_per_s", 1.0 / med}, {"tokens_per_s", tokens / med},
+                      {"times_s", times}};
+  if (cuda) {
+    // Where a step's time goes: forward+loss, and forward+loss+backward, of one micro-batch
+    // timed alone (same rows, autocast as the trainer does); the rest is clipping + AdamW.
+    const auto mb_cpu = rows->collate([&] {
+      std::vector<core::RowRef> r;
+      for (int64_t i = 0; i < batch; ++i) r.push_back({0, i});
+      return r;
+    }());
+    core::MicroBatch mb = mb_cpu;
+    for (auto& [name, t] : mb.tensors) t = t.to(at::Device(device));
+    std::vector<double> fwd, fwdbwd;
+    for (int64_t i = 0; i < iters; ++i) {
+      for (int pass = 0; pass < 2; ++pass) {
+        sync();
+        const auto t0 = now();
+        at::Tensor l;
+        {
+          at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+          at::autocast::set_autocast_enabled(at::kCUDA, true);
+          at::autocast::increment_nesting();
+          l = loss(model, mb);
+          at::autocast::decrement_nesting();
+          at::autocast::clear_cache();
+          at::autocast::set_autocast_enabled(at::kCUDA, false);
+        }
+        if (pass == 1) (l / static_cast<double>(mb.num_targets)).backward();
+        sync();
+        (pass == 0 ? fwd : fwdbwd).push_back(secs(t0, now()));
+        for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+      }
+    }
+    const double fpt = core::train_flops_per_token(config, seq);
+    int64_t n_params = 0;
+    for (const auto& p : model->parameters()) n_params += p.numel();
+    const double peer_fpt = 6.0 * n_params + 12.0 * config.num_hidden_layers *
+                                                  config.hidden_size * static_cast<double>(seq);
+    line["peak_mem_gib"] = peak;
+    line["params"] = n_params;
+    line["mfu"] = tokens / med * fpt / 989e12;
+    line["mfu_peer_formula"] = tokens / med * peer_fpt / 989e12;
+    line["micro_fwd_s"] = median(fwd);
+    line["micro_fwd_bwd_s"] = median(fwdbwd);
+    line["keep_logits_mb"] = keep_logits_mb;
+    line["checkpointing"] = checkpointing;
+  }
+  std::cout << line.dump() << std::endl;
   return 0;
 }

@@ -1,7 +1,7 @@
 // Per-token log-probabilities of given targets under a causal LM, chunked over tokens so the
 // full [tokens, vocab] float32 logits never exist at once. Differentiable: under autograd the
-// backward recomputes each chunk's logits instead of keeping them, so memory stays at one chunk
-// in both directions. SFT loss, DPO, reference log-probs, evaluation and `posttrain logprobs`
+// logits of the head (compute dtype) are kept for backward when they fit keep_logits_bytes, else
+// backward recomputes each chunk's logits so memory stays at one chunk in both directions. SFT loss, DPO, reference log-probs, evaluation and `posttrain logprobs`
 // all go through target_logprobs.
 #pragma once
 
@@ -14,13 +14,17 @@
 namespace posttrain::core {
 
 constexpr int64_t kIgnoreTarget = -100;
+// Budget for the head's logits kept between forward and backward (4 GiB: a micro-batch of 8K
+// tokens with a 128K vocabulary in bf16 needs 2 GiB; training.keep_logits_mb sets it per run).
+constexpr int64_t kDefaultKeepLogitsBytes = int64_t{4} << 30;
 
 // hidden: [B, T, H] final-norm hidden states (model.hidden_states); targets: [B, T] int64 ids,
 // kIgnoreTarget = no target. Returns [B, T] float32: log softmax(lm_head(hidden[b, t]))[target],
 // 0 where ignored. Rows with ignored targets cost nothing (they are skipped before the head).
 // Gradients flow to `hidden` and to the LM head weight. Throws UsageError on a reward model.
 at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
-                           const at::Tensor& targets, int64_t chunk_tokens = 1024);
+                           const at::Tensor& targets, int64_t chunk_tokens = 1024,
+                           int64_t keep_logits_bytes = kDefaultKeepLogitsBytes);
 
 // Runs the model and returns [B, T-1] float32 where element t = log p(ids[t+1] | ids[..t]).
 // Positions whose next token is padding (attention_mask 0) or starts another document (packed

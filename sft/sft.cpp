@@ -162,10 +162,12 @@ std::vector<core::SftExample> read_store_examples(const std::string& path, int r
   auto store = datastore::Store::open(path, opts);
   std::vector<core::SftExample> out;
   for (const auto& s : store.selected_samples(round)) {
+    // Errors read "STORE: field 'round R, dialogue ID, messages[i].weight': ...".
+    const char* kind = s.kind == datastore::SampleKind::kResponse ? "response " : "dialogue ";
     core::SftExample ex;
     ex.where = Location{path, 0,
-                        (s.kind == datastore::SampleKind::kResponse ? "response " : "dialogue ") +
-                            std::to_string(s.id)};
+                        "round " + std::to_string(round) + ", " + kind + std::to_string(s.id) +
+                            ", messages"};
     ex.messages = core::parse_messages(s.messages, ex.where);
     out.push_back(std::move(ex));
   }
@@ -208,14 +210,15 @@ core::Mixture build_sft_data(const SftDataOptions& o, const core::Tokenizer& tok
 }
 
 at::Tensor sft_loss_sum(core::LlamaModelImpl& model, const core::MicroBatch& batch,
-                        int64_t logprob_chunk) {
+                        int64_t logprob_chunk, int64_t keep_logits_bytes) {
   core::ForwardInputs in;
   in.input_ids = batch.get("input_ids");
   in.position_ids = batch.get("position_ids");
   in.document_ids = batch.get("document_ids");
   in.attention_mask = batch.get("attention_mask");
   at::Tensor hidden = model.hidden_states(in);  // [B, T, H]
-  at::Tensor logp = core::target_logprobs(model, hidden, batch.get("targets"), logprob_chunk);
+  at::Tensor logp = core::target_logprobs(model, hidden, batch.get("targets"), logprob_chunk,
+                                          keep_logits_bytes);
   return -logp.sum();  // [B, T] float32 with 0 at ignored positions -> scalar
 }
 
@@ -266,11 +269,11 @@ core::TrainResult run_sft(const nlohmann::json& resolved) {
 
   core::LlamaModel model = core::load_model(model_dir, device, at::kFloat);
   if (dp) dp->broadcast_parameters(model->parameters());
-  const int64_t chunk = topts.logprob_chunk;
+  const int64_t chunk = topts.logprob_chunk, keep = topts.keep_logits_mb << 20;
   core::Trainer trainer(
       topts, model,
-      [chunk](core::LlamaModel& m, const core::MicroBatch& b) {
-        return sft_loss_sum(*m, b, chunk);
+      [chunk, keep](core::LlamaModel& m, const core::MicroBatch& b) {
+        return sft_loss_sum(*m, b, chunk, keep);
       },
       train_rows, eval_rows, dp);
   trainer.set_label("sft");

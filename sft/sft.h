@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/data/mixture.h"
+#include "core/logprobs.h"
 #include "core/model/llama.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/batch.h"
@@ -54,7 +55,8 @@ core::Mixture build_sft_data(const SftDataOptions& options, const core::Tokenize
 // The SFT loss of one micro-batch (tensors of core/data/packing.h on the model's device): the
 // SUM over target tokens of -log p(target), float32 scalar under autograd.
 at::Tensor sft_loss_sum(core::LlamaModelImpl& model, const core::MicroBatch& batch,
-                        int64_t logprob_chunk);
+                        int64_t logprob_chunk,
+                        int64_t keep_logits_bytes = core::kDefaultKeepLogitsBytes);
 
 // Runs the stage from a config resolved against sft_schema(). Reads the data-parallel layout
 // from the environment (RANK, WORLD_SIZE, ...). Prints one JSON line of data statistics.

@@ -8,6 +8,7 @@
 #include "core/model/llama.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/nn/modules/container/modulelist.h>
 
@@ -169,8 +170,11 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
   auto v = at::linear(x, a.v_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
   q = q * rope.cos + rotate_half(q) * rope.sin;
   k = k * rope.cos + rotate_half(k) * rope.sin;
-  if (nkv != nh) {
-    // Share each kv head with nh / nkv query heads: expand is a view, one copy on reshape.
+  // On CUDA without a mask the flash kernel reads the shared kv heads itself (enable_gqa);
+  // elsewhere each kv head is copied out to its nh / nkv query heads (expand is a view, one copy
+  // on reshape), which the CPU kernels and the masked CUDA kernels need.
+  const bool native_gqa = nkv != nh && q.is_cuda() && !mask.defined();
+  if (nkv != nh && !native_gqa) {
     k = k.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
     v = v.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
   }
@@ -178,7 +182,7 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
   if (mask.defined()) {
     out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false);
   } else {
-    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, std::nullopt, native_gqa);
   }
   out = out.transpose(1, 2).reshape({B, T, nh * hd});  // [B, T, nh*hd]
   return at::linear(out, a.o_proj->weight);
@@ -305,13 +309,17 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
   const auto dev = weight.device();
   auto x = at::embedding(weight, in.input_ids.to(dev));  // [B, T, H]
 
-  // RoPE tables in float32, then cast to the activation dtype as transformers does.
+  // RoPE tables in float32, then cast to the activation dtype as transformers does; under
+  // autocast that is the autocast dtype, so q and k stay in bf16 through the rotation.
+  const auto rope_dtype = at::autocast::is_autocast_enabled(dev.type())
+                              ? at::autocast::get_autocast_dtype(dev.type())
+                              : dtype;
   const auto pos = (in.position_ids.defined() ? in.position_ids : default_positions(in))
                        .to(dev)
                        .to(at::kFloat);                                              // [B, T]
   const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
   const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                         // [B,1,T,hd]
-  const Rope rope{emb.cos().to(dtype), emb.sin().to(dtype)};
+  const Rope rope{emb.cos().to(rope_dtype), emb.sin().to(rope_dtype)};
   const auto mask = attention_mask_for(in);
 
   const bool checkpoint = activation_checkpointing_ && at::GradMode::is_enabled();

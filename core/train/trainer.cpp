@@ -20,6 +20,7 @@
 #include "common/progress.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/distributed/data_parallel.h"
+#include "core/train/fused_adamw.h"
 #include "core/train/metrics.h"
 #include "core/train/trainer_state.h"
 
@@ -247,24 +248,23 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
     loss_total = dp_->all_reduce_sum(loss_total);
     dp_->all_reduce_gradients(impl_->params);
   }
-  // Global gradient norm and clipping (as torch.nn.utils.clip_grad_norm_).
-  std::vector<at::Tensor> norms;
+  // Global gradient norm and clipping as torch.nn.utils.clip_grad_norm_: one multi-tensor norm,
+  // a coefficient clamped to 1 kept on the device, one multi-tensor scale; the norm is read back
+  // only after the optimizer's kernels are queued, so a GPU never idles on this host sync.
+  std::vector<at::Tensor> grads;
   for (const auto& p : impl_->params) {
-    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2).to(at::kFloat));
+    if (p.grad().defined()) grads.push_back(p.grad());
   }
-  double grad_norm = 0;
-  if (!norms.empty()) {
-    at::Tensor total = at::stack(norms).norm(2);
-    grad_norm = total.item<double>();
-    if (options_.max_grad_norm > 0 && grad_norm > options_.max_grad_norm) {
-      const double coef = options_.max_grad_norm / (grad_norm + 1e-6);
-      for (const auto& p : impl_->params) {
-        if (p.grad().defined()) p.grad().detach().mul_(coef);
-      }
+  at::Tensor total;
+  if (!grads.empty()) {
+    total = at::stack(at::_foreach_norm(grads, 2)).to(at::kFloat).norm(2);  // scalar
+    if (options_.max_grad_norm > 0) {
+      at::_foreach_mul_(grads, (options_.max_grad_norm / (total + 1e-6)).clamp_max(1.0));
     }
   }
-  impl_->optimizer->step();
+  fused_adamw_step(*impl_->optimizer);
   impl_->optimizer->zero_grad(/*set_to_none=*/true);
+  const double grad_norm = total.defined() ? total.item<double>() : 0.0;
   return {loss_total / denom, grad_norm};
 }
 

@@ -73,6 +73,10 @@ void add_trainer_keys(ConfigSchema* s) {
   s->add({"training", "logprob_chunk", T::kInt, 4096, false, {},
           "tokens per chunk of the vocabulary projection in the loss (bounds logits memory)",
           positive});
+  s->add({"training", "keep_logits_mb", T::kInt, 4096, false, {},
+          "keep the head's logits of a micro-batch for backward when they fit this many MiB "
+          "(one big matmul each way); above it, backward recomputes them chunk by chunk",
+          non_negative});
   s->add({"training", "peak_tflops", T::kFloat, 0.0, false, {},
           "device peak for MFU on GPU; 0 = 989 (H100 SXM bf16 dense)", non_negative});
   s->add({"training", "threads", T::kInt, 0, false, {},
@@ -117,6 +121,7 @@ TrainerOptions trainer_options_from_config(const nlohmann::json& c) {
   o.eval_every = tr.at("eval_every").get<int64_t>();
   o.log_every = tr.at("log_every").get<int64_t>();
   o.logprob_chunk = tr.at("logprob_chunk").get<int64_t>();
+  o.keep_logits_mb = tr.at("keep_logits_mb").get<int64_t>();
   o.peak_tflops = tr.at("peak_tflops").get<double>();
   o.threads = tr.at("threads").get<int64_t>();
   const auto& out = c.at("output");

@@ -38,6 +38,7 @@ struct TrainerOptions {
   int64_t eval_every = 0;         // optimizer steps between eval passes; 0: only at the end
   int64_t log_every = 1;          // optimizer steps between metrics lines
   int64_t logprob_chunk = 4096;   // tokens per chunk of the vocabulary projection
+  int64_t keep_logits_mb = 4096;  // head logits kept for backward up to this size (MiB)
   double peak_tflops = 0;         // for MFU on GPU; 0 = H100 SXM bf16 dense (989)
   int64_t threads = 0;            // CPU intra-op threads; 0 = LibTorch's default
   // output

@@ -1,5 +1,5 @@
 // target_logprobs against the plain full-vocabulary log_softmax (values and gradients, any chunk
-// size), and the `posttrain logprobs` / `posttrain init` commands end to end: parity with the
+// size, logits kept or recomputed), and the `posttrain logprobs` / `posttrain init` commands end to end: parity with the
 // transformers reference, batch-size independence, and clear errors for bad rows.
 #include "core/logprobs.h"
 
@@ -39,11 +39,13 @@ TEST(TargetLogprobs, MatchesFullLogSoftmaxAndItsGradients) {
   (ref * g).sum().backward();
   const auto ref_grad_h = h_ref.grad().clone();
   const auto ref_grad_w = weight.grad().clone();
+  // keep 0: backward recomputes each chunk's logits; keep 1 GiB: the logits are kept.
+  for (int64_t keep : {int64_t{0}, int64_t{1} << 30})
   for (int64_t chunk : {1, 4, 1000}) {
-    SCOPED_TRACE(chunk);
+    SCOPED_TRACE("chunk " + std::to_string(chunk) + " keep " + std::to_string(keep));
     model->zero_grad();
     auto h = base.clone().requires_grad_(true);
-    const auto lp = target_logprobs(*model, h, targets, chunk);
+    const auto lp = target_logprobs(*model, h, targets, chunk, keep);
     EXPECT_TRUE(at::allclose(lp, ref.detach(), 1e-5, 1e-6));
     EXPECT_EQ(lp[0][2].item<float>(), 0.0f);
     (lp * g).sum().backward();
