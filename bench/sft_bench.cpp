@@ -6,9 +6,13 @@
 // Prints one JSON line: median seconds per step, tokens/s, and on CUDA the peak memory, MFU and
 // a split of the step (forward+loss, backward, the rest = clipping + optimizer).
 //   bench_sft --preset tiny --batch 8 --seq 256 --iters 5 [--threads N] [--device cuda]
-//             [--keep-logits-mb N] [--checkpointing 0|1] [--prompt-frac F]
+//             [--keep-logits-mb N] [--checkpointing 0|1] [--prompt-frac F] [--profile STEPS]
+// --profile N: after the timed steps, N more steps under the Kineto profiler; prints one
+// JSON line per kernel name (GPU ms per step, launches per step), the 30 largest first.
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 #include <cstdio>
 #include <iostream>
 #include <random>
@@ -18,6 +22,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 #if __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -51,6 +56,49 @@ void reset_peak() {
 #endif
 }
 
+// Runs `steps` calls of `fn` under the Kineto profiler and prints the GPU kernels that took the
+// most time, per step.
+// On CPU it lists operators instead (nested ones counted in each parent too).
+template <typename Fn>
+void profile_kernels(int64_t steps, bool cuda, Fn fn) {
+  namespace prof = torch::profiler::impl;
+  const prof::ProfilerConfig cfg(prof::ProfilerState::KINETO);
+  const std::set<prof::ActivityType> acts{prof::ActivityType::CPU, prof::ActivityType::CUDA};
+  torch::autograd::profiler::prepareProfiler(cfg, acts);
+  torch::autograd::profiler::enableProfiler(cfg, acts);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) fn(i);
+  if (cuda) torch::cuda::synchronize();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto result = torch::autograd::profiler::disableProfiler();
+  std::map<std::string, std::pair<double, int64_t>> by_name;  // name -> (ns, launches)
+  double total_ns = 0;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != (cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU)) continue;
+    auto& slot = by_name[e.name().substr(0, 120)];
+    slot.first += static_cast<double>(e.durationNs());
+    slot.second += 1;
+    total_ns += static_cast<double>(e.durationNs());
+  }
+  std::vector<std::pair<double, std::string>> order;
+  for (const auto& [name, v] : by_name) order.emplace_back(v.first, name);
+  std::sort(order.rbegin(), order.rend());
+  std::cout << nlohmann::json{{"profile_steps", steps},
+                              {"wall_ms_per_step", wall * 1e3 / steps},
+                              {"kernel_ms_per_step", total_ns / 1e6 / steps},
+                              {"kernel_names", by_name.size()}}
+                   .dump()
+            << std::endl;
+  for (size_t i = 0; i < order.size() && i < 30; ++i) {
+    const auto& v = by_name[order[i].second];
+    std::cout << nlohmann::json{{"kernel", order[i].second},
+                                {"ms_per_step", v.first / 1e6 / steps},
+                                {"launches_per_step", static_cast<double>(v.second) / steps}}
+                     .dump()
+              << std::endl;
+  }
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -64,6 +112,7 @@ int main(int argc, char** argv) {
   int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1, threads = 0;
   int64_t keep_logits_mb = core::kDefaultKeepLogitsBytes >> 20, checkpointing = 0;
   double prompt_frac = 0.0;
+  int64_t profile = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -77,6 +126,7 @@ int main(int argc, char** argv) {
     else if (k == "--keep-logits-mb") keep_logits_mb = std::stoll(v);
     else if (k == "--checkpointing") checkpointing = std::stoll(v);
     else if (k == "--prompt-frac") prompt_frac = std::stod(v);
+    else if (k == "--profile") profile = std::stoll(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -91,7 +141,7 @@ int main(int argc, char** argv) {
   // Random rows with every token after the first a target; rows kept in order.
   std::mt19937_64 rng(1);
   auto examples = std::make_shared<std::vector<core::TokenizedExample>>();
-  for (int64_t r = 0; r < batch * accum * (warmup + iters); ++r) {
+  for (int64_t r = 0; r < batch * accum * (warmup + iters + profile); ++r) {
     std::vector<int64_t> ids(seq);
     for (auto& t : ids) t = static_cast<int64_t>(rng() % config.vocab_size);
     std::vector<uint8_t> mask(seq, 1);
@@ -113,7 +163,7 @@ int main(int argc, char** argv) {
   o.weight_decay = 0.01;
   o.micro_batch_size = batch;
   o.grad_accum_steps = accum;
-  o.max_steps = warmup + iters;
+  o.max_steps = warmup + iters + profile;
   o.threads = threads;
   const int64_t chunk = o.logprob_chunk, keep = keep_logits_mb << 20;
   auto loss = [chunk, keep](core::LlamaModel& m, const core::MicroBatch& b) {
@@ -127,7 +177,7 @@ int main(int argc, char** argv) {
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   for (int64_t s = 0; s < warmup; ++s) trainer.train_step(s);
   sync();
-  reset_peak();
+  if (cuda) reset_peak();
   std::vector<double> times;
   for (int64_t s = warmup; s < warmup + iters; ++s) {
     const auto t0 = now();
@@ -136,7 +186,7 @@ int main(int argc, char** argv) {
     times.push_back(secs(t0, now()));
   }
   const double med = median(times);
-  const double peak = peak_gib();
+  const double peak = cuda ? peak_gib() : 0.0;
   const double tokens = static_cast<double>(batch * seq * accum);
   nlohmann::json line{{"impl", "posttrain"},     {"preset", preset},
                       {"batch", batch},          {"seq", seq},
@@ -190,5 +240,8 @@ int main(int argc, char** argv) {
     line["checkpointing"] = checkpointing;
   }
   std::cout << line.dump() << std::endl;
+  if (profile > 0) {
+    profile_kernels(profile, cuda, [&](int64_t i) { trainer.train_step(warmup + iters + i); });
+  }
   return 0;
 }

@@ -5,7 +5,9 @@
 # peer). Prints each measurement's JSON line, then a table of tokens/s, MFU, peak memory and the
 # ratio to each peer.
 #   BIN=build bench/sft_gpu.sh PEER.py      (PEER.py: ../shared/bench/peer_pytorch.py)
-# Environment: STEPS (10), PRESET (llama-1b), SMOL (1: also smol-135m, ours and eager peer).
+# Environment: STEPS (10), PRESET (llama-1b), SMOL (1: also smol-135m, ours and eager peer),
+# MODE (full | profile: ours, ours with activation checkpointing, the eager peer, and a Kineto
+# profile of our step: the GPU kernels that take the most time).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$HERE/../build}
@@ -21,18 +23,26 @@ peer() {  # preset [--compile]
   PYTHONUNBUFFERED=1 timeout 400 python3 "$PEER" --what sft --preset "$1" --steps "$STEPS" \
     "${@:2}" 2>&1 | grep '^{' | tee -a "$LOG"
 }
-ours "$PRESET" 4096 0
-peer "$PRESET"
-peer "$PRESET" --compile
-ours "$PRESET" 0 0        # logits recomputed in backward: less memory
-ours "$PRESET" 4096 1     # activation checkpointing: least memory
-if [[ "${SMOL:-1}" == 1 ]]; then
-  ours smol-135m 4096 0
-  peer smol-135m
+if [[ "${MODE:-full}" == profile ]]; then
+  ours "$PRESET" 4096 0
+  ours "$PRESET" 4096 1
+  peer "$PRESET"
+  timeout 300 "$BIN/bench_sft" --device cuda --preset "$PRESET" --batch 4 --seq 2048 --iters 2 \
+    --warmup 2 --prompt-frac 0.25 --profile 2 | grep -E '"(kernel|profile_steps)"'
+else
+  ours "$PRESET" 4096 0
+  peer "$PRESET"
+  peer "$PRESET" --compile
+  ours "$PRESET" 0 0        # logits recomputed in backward: less memory
+  ours "$PRESET" 4096 1     # activation checkpointing: least memory
+  if [[ "${SMOL:-1}" == 1 ]]; then
+    ours smol-135m 4096 0
+    peer smol-135m
+  fi
 fi
 python3 - "$LOG" <<'PYEOF'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")) if "preset" in r]
 peers = {(r["preset"], r["peer"]): r for r in rows if "peer" in r}
 print(f"\n{'run':<44}{'tok/s':>9}{'MFU':>7}{'peak GiB':>10}{'x eager':>9}{'x compile':>11}")
 for r in rows:

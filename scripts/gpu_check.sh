@@ -5,7 +5,8 @@
 #
 # Here first:  scripts/gpu_prepare.sh  (binaries into .gpu/bin, .deb files into .deps/, the peer
 # into .gpu/); then the device tool with carry [".deps", ".gpu"], command
-# "bash scripts/gpu_check.sh". The carried binaries are used when they run there; otherwise it
+# "bash scripts/gpu_check.sh" (MODE=profile in front: a shorter run with a kernel profile, see
+# bench/sft_gpu.sh). The carried binaries are used when they run there; otherwise it
 # builds (configure + ninja, several minutes of device time).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +52,6 @@ grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[       OK|FAILED|Failure' "$OUT/cuda_t
 
 step "sft benchmark"
 BIN="$BIN" bash bench/sft_gpu.sh .gpu/peer_pytorch.py >"$OUT/sft_gpu.log" 2>&1
-tail -14 "$OUT/sft_gpu.log" | tee -a "$OUT/summary.txt"
+grep -v '"kernel"' "$OUT/sft_gpu.log" | tail -14 | tee -a "$OUT/summary.txt"
 step done
 cat "$OUT/summary.txt"

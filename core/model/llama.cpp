@@ -206,6 +206,36 @@ struct LayerCall : torch::CustomClassHolder {
   const LlamaConfig* config;
   Rope rope;
   at::Tensor mask;
+  // The forward's autocast state: the recomputation must run in the same precision (backward
+  // runs outside the trainer's autocast scope), or it would redo bf16 work in float32.
+  at::DeviceType device = at::kCPU;
+  bool autocast = false;
+  at::ScalarType autocast_dtype = at::kBFloat16;
+};
+
+// Sets autocast for one device type for a scope, then restores it.
+class AutocastAs {
+ public:
+  AutocastAs(at::DeviceType device, bool on, at::ScalarType dtype)
+      : device_(device),
+        prev_on_(at::autocast::is_autocast_enabled(device)),
+        prev_dtype_(at::autocast::get_autocast_dtype(device)) {
+    at::autocast::set_autocast_dtype(device_, dtype);
+    at::autocast::set_autocast_enabled(device_, on);
+    if (on) at::autocast::increment_nesting();
+    on_ = on;
+  }
+  ~AutocastAs() {
+    if (on_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, prev_on_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
+  }
+
+ private:
+  at::DeviceType device_;
+  bool prev_on_;
+  at::ScalarType prev_dtype_;
+  bool on_ = false;
 };
 
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
@@ -226,6 +256,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     at::Tensor out;
     {
       at::AutoGradMode grad_on(true);
+      AutocastAs precision(c->device, c->autocast, c->autocast_dtype);
       out = layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
     }
     auto g = torch::autograd::grad({out}, inputs, {grads[0]}, false, false, true);
@@ -330,6 +361,9 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
       call->config = &config_;
       call->rope = rope;
       call->mask = mask;
+      call->device = dev.type();
+      call->autocast = at::autocast::is_autocast_enabled(dev.type());
+      call->autocast_dtype = at::autocast::get_autocast_dtype(dev.type());
       const auto params = layer->parameters();
       x = CheckpointedLayer::apply(x, at::TensorList(params), c10::IValue::make_capsule(call));
     } else {

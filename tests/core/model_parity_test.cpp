@@ -3,6 +3,7 @@
 // plus properties that must hold: padded batches and packed rows give what separate rows give,
 // and activation checkpointing leaves gradients unchanged.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -170,6 +171,34 @@ TEST(ModelParity, ActivationCheckpointingKeepsGradients) {
   for (size_t i = 0; i < g0.size(); ++i) {
     EXPECT_TRUE(at::allclose(g0[i], g1[i], 1e-4, 1e-7)) << "parameter " << i;
     EXPECT_GT(g0[i].abs().sum().item<double>(), 0.0) << "parameter " << i;
+  }
+}
+
+// Under bf16 autocast (CPU's here) the recomputation in backward must run in bf16 as the forward
+// did: then the gradients are those of the plain run, bit for bit up to summation order; a
+// float32 recomputation would differ at bf16's rounding (~1e-2 relative).
+TEST(ModelParity, ActivationCheckpointingRecomputesUnderTheForwardsAutocast) {
+  auto model = load_model(model_fixture("llama3_untied"));
+  const auto ids = at::randint(1, 288, {2, 16}, at::kLong);
+  auto grads_of = [&](bool checkpoint) {
+    model->zero_grad();
+    model->set_activation_checkpointing(checkpoint);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    const auto lp = token_logprobs(*model, {ids, {}, {}, {}}, 4);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    lp.sum().backward();
+    std::vector<at::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  const auto g0 = grads_of(false);
+  const auto g1 = grads_of(true);
+  ASSERT_EQ(g0.size(), g1.size());
+  for (size_t i = 0; i < g0.size(); ++i) {
+    const double rel = ((g0[i] - g1[i]).norm() / (g0[i].norm() + 1e-30)).item<double>();
+    EXPECT_LT(rel, 1e-3) << "parameter " << i;
   }
 }
 
