@@ -32,6 +32,7 @@
 #include "core/data/packing.h"
 #include "core/model/llama.h"
 #include "core/train/trainer.h"
+#include "kernels/logprob_rows.h"
 #include "sft/sft.h"
 
 using namespace posttrain;
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
     line["micro_fwd_bwd_s"] = median(fwdbwd);
     line["keep_logits_mb"] = keep_logits_mb;
     line["checkpointing"] = checkpointing;
+    line["cuda_kernels"] = kernels::cuda_kernels_enabled();
   }
   std::cout << line.dump() << std::endl;
   if (profile > 0) {

@@ -35,10 +35,13 @@ else
   peer "$PRESET" --compile
   ours "$PRESET" 0 0        # logits recomputed in backward: less memory
   ours "$PRESET" 4096 1     # activation checkpointing: least memory
+  POSTTRAIN_NO_CUDA_KERNELS=1 ours "$PRESET" 4096 0   # A/B: ATen ops in place of our kernels
   if [[ "${SMOL:-1}" == 1 ]]; then
     ours smol-135m 4096 0
     peer smol-135m
   fi
+  timeout 300 "$BIN/bench_sft" --device cuda --preset "$PRESET" --batch 4 --seq 2048 --iters 2 \
+    --warmup 2 --prompt-frac 0.25 --profile 2 | grep -E '"(kernel|profile_steps)"'
 fi
 python3 - "$LOG" <<'PYEOF'
 import json, sys
@@ -49,7 +52,8 @@ for r in rows:
     if "peer" in r:
         name, mfu = f"{r['peer']} {r['preset']}", r["mfu"]
     else:
-        name = f"posttrain {r['preset']} keep={r['keep_logits_mb']} ckpt={r['checkpointing']}"
+        name = (f"posttrain {r['preset']} keep={r['keep_logits_mb']} ckpt={r['checkpointing']}"
+                + ("" if r.get("cuda_kernels") else " aten"))
         mfu = r["mfu_peer_formula"]  # the peer's FLOP count, for a like-for-like MFU
     e = peers.get((r["preset"], "pytorch-eager+hf")); c = peers.get((r["preset"], "pytorch-compile+hf"))
     ratio = lambda p: f"{r['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
@@ -57,7 +61,8 @@ for r in rows:
           f"{ratio(e):>9}{ratio(c):>11}")
 for r in rows:
     if "peer" not in r:
-        print(f"posttrain {r['preset']} keep={r['keep_logits_mb']}: step {r['median_s']*1e3:.0f} ms = "
+        print(f"posttrain {r['preset']} keep={r['keep_logits_mb']} ckpt={r['checkpointing']}"
+              f"{'' if r.get('cuda_kernels') else ' aten'}: step {r['median_s']*1e3:.0f} ms = "
               f"fwd {r['micro_fwd_s']*1e3:.0f} + bwd {(r['micro_fwd_bwd_s']-r['micro_fwd_s'])*1e3:.0f}"
               f" + clip/AdamW/collate {(r['median_s']-r['micro_fwd_bwd_s'])*1e3:.0f} ms; "
               f"MFU (our count, causal half) {100*r['mfu']:.1f}%")

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "kernels/logprob_gather.h"
+#include "kernels/logprob_rows.h"
 
 namespace posttrain::core {
 namespace {
@@ -76,17 +77,8 @@ struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
                             const at::Tensor& weight, const at::Tensor& targets, int64_t chunk) {
     at::NoGradGuard no_grad;
-    const int64_t m = rows.size(0);
     const auto logits = at::linear(rows, weight);  // [M, V] compute dtype
-    auto lse = at::empty({m}, rows.options().dtype(at::kFloat));  // [M]
-    auto out = at::empty({m}, rows.options().dtype(at::kFloat));  // [M]
-    for (int64_t s = 0; s < m; s += chunk) {
-      const int64_t n = std::min(chunk, m - s);
-      const auto x = logits.narrow(0, s, n).to(at::kFloat);  // [n, V]
-      const auto l = at::logsumexp(x, {1});                  // [n]
-      lse.narrow(0, s, n).copy_(l);
-      out.narrow(0, s, n).copy_(x.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1) - l);
-    }
+    auto [lse, out] = kernels::logprob_rows_forward(logits, targets, chunk);  // [M], [M]
     ctx->save_for_backward({rows, weight, targets});
     // Not through save_for_backward: backward overwrites these logits with their gradient.
     ctx->saved_data["logits"] = logits;
@@ -104,18 +96,8 @@ struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
     auto dlogits = ctx->saved_data["logits"].toTensor();  // [M, V], becomes d(logits)
     const auto lse = ctx->saved_data["lse"].toTensor();   // [M]
     ctx->saved_data.erase("logits");
-    const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const auto g = grads[0].to(at::kFloat);  // [M]
-    const int64_t m = rows.size(0);
-    // d/dlogits of g * (x[t] - lse) = g * (onehot(t) - softmax(x)).
-    for (int64_t s = 0; s < m; s += chunk) {
-      const int64_t n = std::min(chunk, m - s);
-      auto part = dlogits.narrow(0, s, n);  // [n, V]
-      const auto gs = g.narrow(0, s, n).unsqueeze(1);  // [n, 1]
-      auto d = (part.to(at::kFloat) - lse.narrow(0, s, n).unsqueeze(1)).exp_().mul_(-gs);
-      d.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), gs);
-      part.copy_(d);
-    }
+    kernels::logprob_rows_backward_(dlogits, targets, lse, grads[0],
+                                    ctx->saved_data["chunk"].toInt());
     at::Tensor grad_rows = ctx->needs_input_grad(0) ? at::mm(dlogits, weight) : at::Tensor();
     at::Tensor grad_weight = ctx->needs_input_grad(1) ? at::mm(dlogits.t(), rows) : at::Tensor();
     return {grad_rows, grad_weight, at::Tensor(), at::Tensor()};

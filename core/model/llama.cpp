@@ -15,6 +15,8 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
 
 namespace posttrain::core {
 namespace {
@@ -93,12 +95,6 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
-// x [B, heads, T, hd] -> cat(-x2, x1) where x1, x2 are the two halves of the last dim.
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
-}
-
 // Inverse RoPE frequencies [hd/2] float32 on CPU, with Llama 3.1 scaling when configured.
 at::Tensor inverse_frequencies(const LlamaConfig& c) {
   const int64_t dim = c.resolved_head_dim();
@@ -158,18 +154,21 @@ at::Tensor attention_mask_for(const ForwardInputs& in) {
 }
 
 struct Rope {
-  at::Tensor cos, sin;  // [B, 1, T, hd] in the activation dtype
+  at::Tensor cos, sin;  // [B, T, hd] in the activation dtype
 };
 
 at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const at::Tensor& x,
                            const Rope& rope, const at::Tensor& mask) {
   const int64_t B = x.size(0), T = x.size(1), hd = c.resolved_head_dim();
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  auto q = at::linear(x, a.q_proj->weight).view({B, T, nh, hd}).transpose(1, 2);   // [B,nh,T,hd]
-  auto k = at::linear(x, a.k_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
+  // RoPE in the projections' own layout [B, T, heads, hd], then the heads-first view.
+  auto q = kernels::apply_rope(at::linear(x, a.q_proj->weight).view({B, T, nh, hd}), rope.cos,
+                               rope.sin)
+               .transpose(1, 2);  // [B, nh, T, hd]
+  auto k = kernels::apply_rope(at::linear(x, a.k_proj->weight).view({B, T, nkv, hd}), rope.cos,
+                               rope.sin)
+               .transpose(1, 2);                                                     // [B,nkv,T,hd]
   auto v = at::linear(x, a.v_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
-  q = q * rope.cos + rotate_half(q) * rope.sin;
-  k = k * rope.cos + rotate_half(k) * rope.sin;
   // On CUDA without a mask the flash kernel reads the shared kv heads itself (enable_gqa);
   // elsewhere each kv head is copied out to its nh / nkv query heads (expand is a view, one copy
   // on reshape), which the CPU kernels and the masked CUDA kernels need.
@@ -194,7 +193,8 @@ at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const 
                                rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps), rope, mask);
   const auto n = rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
   const auto& m = *l.mlp;
-  const auto act = at::silu(at::linear(n, m.gate_proj->weight)) * at::linear(n, m.up_proj->weight);
+  const auto act =
+      kernels::swiglu(at::linear(n, m.gate_proj->weight), at::linear(n, m.up_proj->weight));
   return h + at::linear(act, m.down_proj->weight);
 }
 
@@ -349,7 +349,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
                        .to(dev)
                        .to(at::kFloat);                                              // [B, T]
   const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
-  const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                         // [B,1,T,hd]
+  const auto emb = at::cat({freqs, freqs}, -1);                                      // [B, T, hd]
   const Rope rope{emb.cos().to(rope_dtype), emb.sin().to(rope_dtype)};
   const auto mask = attention_mask_for(in);
 

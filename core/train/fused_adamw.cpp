@@ -11,7 +11,7 @@
 
 namespace posttrain::core {
 
-void fused_adamw_step(torch::optim::AdamW& optimizer) {
+void fused_adamw_step(torch::optim::AdamW& optimizer, const at::Tensor& grad_scale) {
   at::NoGradGuard no_grad;
   auto& table = optimizer.state();
   for (auto& group : optimizer.param_groups()) {
@@ -56,7 +56,9 @@ void fused_adamw_step(torch::optim::AdamW& optimizer) {
       const std::vector<at::Tensor> steps(ps.size(), t);
       at::_fused_adamw_(ps, gs, ms, vs, /*max_exp_avg_sqs=*/{}, steps, o.lr(),
                         std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
-                        /*amsgrad=*/false, /*maximize=*/false);
+                        /*amsgrad=*/false, /*maximize=*/false,
+                        grad_scale.defined() ? std::optional<at::Tensor>(grad_scale)
+                                             : std::nullopt);
     }
   }
 }

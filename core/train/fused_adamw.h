@@ -9,6 +9,8 @@
 // p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 namespace torch::optim {
 class AdamW;
 }
@@ -17,6 +19,9 @@ namespace posttrain::core {
 
 // Applies one step to every parameter that has a gradient, group by group (each group's lr,
 // betas, eps and weight decay). Parameters of one group must share a device and dtype.
-void fused_adamw_step(torch::optim::AdamW& optimizer);
+// grad_scale (optional float32 scalar on the parameters' device): the kernel uses grad /
+// grad_scale in place of grad, which is how gradient clipping is folded into the update
+// without a separate pass over the gradients (grad_scale = max(1, norm / max_norm)).
+void fused_adamw_step(torch::optim::AdamW& optimizer, const at::Tensor& grad_scale = {});
 
 }  // namespace posttrain::core

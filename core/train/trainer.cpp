@@ -248,21 +248,23 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
     loss_total = dp_->all_reduce_sum(loss_total);
     dp_->all_reduce_gradients(impl_->params);
   }
-  // Global gradient norm and clipping as torch.nn.utils.clip_grad_norm_: one multi-tensor norm,
-  // a coefficient clamped to 1 kept on the device, one multi-tensor scale; the norm is read back
-  // only after the optimizer's kernels are queued, so a GPU never idles on this host sync.
+  // Global gradient norm and clipping as torch.nn.utils.clip_grad_norm_ (scale by
+  // max_norm / (norm + 1e-6) when that is below 1): one multi-tensor norm, and the scale handed
+  // to the fused AdamW kernel as a divisor kept on the device, so clipping costs no extra pass
+  // over the gradients. The norm is read back only after the optimizer's kernels are queued, so
+  // a GPU never idles on this host sync.
   std::vector<at::Tensor> grads;
   for (const auto& p : impl_->params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  at::Tensor total;
+  at::Tensor total, divisor;
   if (!grads.empty()) {
     total = at::stack(at::_foreach_norm(grads, 2)).to(at::kFloat).norm(2);  // scalar
     if (options_.max_grad_norm > 0) {
-      at::_foreach_mul_(grads, (options_.max_grad_norm / (total + 1e-6)).clamp_max(1.0));
+      divisor = ((total + 1e-6) / options_.max_grad_norm).clamp_min(1.0);  // scalar float32
     }
   }
-  fused_adamw_step(*impl_->optimizer);
+  fused_adamw_step(*impl_->optimizer, divisor);
   impl_->optimizer->zero_grad(/*set_to_none=*/true);
   const double grad_norm = total.defined() ? total.item<double>() : 0.0;
   return {loss_total / denom, grad_norm};

@@ -81,5 +81,31 @@ TEST(FusedAdamW, FirstStepMovesEachWeightByLrTimesSignOfItsGradient) {
   EXPECT_TRUE(at::allclose(p, at::tensor({0.99f, -1.99f, 0.49f}), 0, 1e-6)) << p;
 }
 
+// Clipping folded into the step: a grad_scale divisor gives the step of the divided gradients.
+TEST(FusedAdamW, GradScaleDividesTheGradients) {
+  at::manual_seed(9);
+  const auto p0 = at::randn({6, 4}), g0 = at::randn({6, 4}) * 10;
+  auto a = p0.clone().requires_grad_(true), b = p0.clone().requires_grad_(true);
+  torch::optim::AdamW oa({a}, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  torch::optim::AdamW ob({b}, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  for (int s = 0; s < 3; ++s) {
+    const double divisor = 2.5 + s;
+    a.mutable_grad() = g0 / divisor;
+    b.mutable_grad() = g0.clone();
+    fused_adamw_step(oa);
+    fused_adamw_step(ob, at::full({}, divisor, at::kFloat));
+    EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-6)) << (a - b).abs().max().item<double>();
+  }
+  // Adam is scale-invariant up to eps: a divisor that changes each step changes the moments
+  // (the check above would pass for any divisor if the kernel ignored it only at step 1).
+  auto c = p0.clone().requires_grad_(true);
+  torch::optim::AdamW oc({c}, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  for (int s = 0; s < 3; ++s) {
+    c.mutable_grad() = g0.clone();
+    fused_adamw_step(oc);
+  }
+  EXPECT_FALSE(at::allclose(b, c, 1e-5, 1e-6));
+}
+
 }  // namespace
 }  // namespace posttrain::core

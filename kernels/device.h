@@ -1,0 +1,40 @@
+// Whether this build carries our CUDA kernels, and the glue the wrappers share (the current
+// stream as void*, dtype codes). Only kernels/*.cpp include this.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdlib>
+
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+
+#include "kernels/cuda/launch.h"
+#endif
+
+namespace posttrain::kernels {
+
+// True when `t` is a CUDA tensor, this build has our kernels (POSTTRAIN_CUDA=ON) and the
+// environment does not set POSTTRAIN_NO_CUDA_KERNELS (for A/B runs against the ATen path).
+inline bool use_cuda_kernels(const at::Tensor& t) {
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+  static const bool disabled = std::getenv("POSTTRAIN_NO_CUDA_KERNELS") != nullptr;
+  return t.is_cuda() && !disabled;
+#else
+  (void)t;
+  return false;
+#endif
+}
+
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+inline void* stream_of(const at::Tensor& t) {
+  return static_cast<void*>(at::cuda::getCurrentCUDAStream(t.get_device()).stream());
+}
+inline cuda::DType dtype_of(const at::Tensor& t) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16,
+              "posttrain CUDA kernels take float32 or bfloat16, got ", t.scalar_type());
+  return t.scalar_type() == at::kFloat ? cuda::DType::kFloat32 : cuda::DType::kBFloat16;
+}
+#endif
+
+}  // namespace posttrain::kernels
