@@ -10,7 +10,7 @@
 # "bash scripts/gpu_check.sh".
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
+BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 cmake --build "$BUILD" --target posttrain bench_sft bench_model test_core -j2 >/dev/null
 rm -rf "$ROOT/.gpu" && mkdir -p "$ROOT/.deps" "$ROOT/.gpu/bin"
 cd "$ROOT/.deps"
