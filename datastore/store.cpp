@@ -357,6 +357,10 @@ Store Store::open(const std::string& path, const Options& options) {
     int v = datastore::schema_version(*db);
     if (v != kSchemaVersion) {
       if (v > kSchemaVersion) migrate(*db);  // throws the "newer posttrain" error
+      if (v == 0) {
+        throw UsageError("store " + path + " holds no posttrain store (an empty or foreign "
+                         "SQLite file); create one with `posttrain store init`");
+      }
       throw UsageError("store " + path + " is at schema version " + std::to_string(v) +
                        "; open it for writing once to migrate it");
     }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <thread>
 
 #include "datastore/schema.h"
@@ -145,6 +147,24 @@ TEST(Schema, ForeignSqliteFileIsRefused) {
   EXPECT_THROW(Store::open(dir / "other.db"), UsageError);
   testing::write_file(dir / "junk.db", std::string(4096, 'x'));
   EXPECT_THROW(Store::open(dir / "junk.db"), Error);
+}
+
+// Readers (sft's data.store, exports) open read-only: an empty file is "no store", not a store
+// to migrate, and it is left as it was.
+TEST(Schema, EmptyFileOpenedReadOnlyIsNoStore) {
+  TempDir dir;
+  testing::write_file(dir / "empty.db", "");
+  Store::Options opts;
+  opts.read_only = true;
+  try {
+    Store::open(dir / "empty.db", opts);
+    FAIL() << "an empty file must be refused";
+  } catch (const UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("no posttrain store"), std::string::npos) << m;
+    EXPECT_NE(m.find("empty.db"), std::string::npos) << m;
+  }
+  EXPECT_EQ(std::filesystem::file_size(dir / "empty.db"), 0u);
 }
 
 }  // namespace
