@@ -6,23 +6,13 @@
 
 #include <cfloat>
 
+#include "kernels/cuda/element.cuh"
 #include "kernels/cuda/launch.h"
 
 namespace posttrain::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
 
 // Merges (max, sum of exp(x - max)) pairs.
 __device__ __forceinline__ void merge(float& m, float& s, float om, float os) {
@@ -44,7 +34,7 @@ __global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __re
   const T* x = logits + row * vocab;
   float m = -FLT_MAX, s = 0.f;
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-    const float v = to_float(x[j]);
+    const float v = ld(x, j);
     if (v > m) {
       s = s * __expf(m - v) + 1.f;
       m = v;
@@ -77,7 +67,7 @@ __global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __re
     if (lane == 0) {
       const float l = m + logf(s);
       lse[row] = l;
-      lp[row] = to_float(x[targets[row]]) - l;
+      lp[row] = ld(x, targets[row]) - l;
     }
   }
 }
@@ -91,9 +81,9 @@ __global__ void backward_kernel(T* __restrict__ logits, const int64_t* __restric
   const float l = lse[row], g = grad[row];
   const int64_t t = targets[row];
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float d = -g * __expf(to_float(x[j]) - l);
+    float d = -g * __expf(ld(x, j) - l);
     if (j == t) d += g;
-    x[j] = from_float<T>(d);
+    st(x, j, d);
   }
 }
 

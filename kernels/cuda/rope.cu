@@ -5,19 +5,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/element.cuh"
 #include "kernels/cuda/launch.h"
 
 namespace posttrain::kernels::cuda {
 namespace {
-
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const __nv_bfloat16* p, int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) {
-  p[i] = __float2bfloat16(v);
-}
 
 template <typename T, typename C>
 __global__ void rope_kernel(const T* __restrict__ x, const C* __restrict__ cos,
