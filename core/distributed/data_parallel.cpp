@@ -338,6 +338,53 @@ void DataParallel::broadcast_parameters(const std::vector<at::Tensor>& params, i
   }
 }
 
+void DataParallel::send_(const std::vector<at::Tensor>& tensors, int dst, int64_t bucket_bytes) {
+  if (!impl_ || tensors.empty()) return;
+  if (dst < 0 || dst >= env_.world_size || dst == env_.rank) {
+    throw UsageError("send: destination " + std::to_string(dst) + " is not another rank of " +
+                     std::to_string(env_.world_size));
+  }
+  at::NoGradGuard no_grad;
+  for_each_bucket(tensors, bucket_bytes, [&](const std::vector<at::Tensor>& bucket) {
+    std::vector<at::Tensor> args{flatten(bucket).contiguous()};
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = impl_->backend->send(args, dst, /*tag=*/0);
+    } catch (const std::exception& e) {
+      throw DistributedError("distributed rank " + std::to_string(env_.rank) +
+                             ": send could not start: " + reason_of(e));
+    }
+    wait_or_throw(work, env_, timeout_, "send");
+  });
+}
+
+void DataParallel::recv_(const std::vector<at::Tensor>& tensors, int src, int64_t bucket_bytes) {
+  if (!impl_ || tensors.empty()) return;
+  if (src < 0 || src >= env_.world_size || src == env_.rank) {
+    throw UsageError("recv: source " + std::to_string(src) + " is not another rank of " +
+                     std::to_string(env_.world_size));
+  }
+  at::NoGradGuard no_grad;
+  for_each_bucket(tensors, bucket_bytes, [&](const std::vector<at::Tensor>& bucket) {
+    int64_t numel = 0;
+    for (const at::Tensor& t : bucket) numel += t.numel();
+    Pending p{bucket, at::empty({numel}, bucket.front().options()), {}};
+    std::vector<at::Tensor> args{p.flat};
+    try {
+      p.work = impl_->backend->recv(args, src, /*tag=*/0);
+    } catch (const std::exception& e) {
+      throw DistributedError("distributed rank " + std::to_string(env_.rank) +
+                             ": recv could not start: " + reason_of(e));
+    }
+    wait_or_throw(p.work, env_, timeout_, "recv");
+    int64_t offset = 0;
+    for (const at::Tensor& t : bucket) {
+      t.copy_(p.flat.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  });
+}
+
 void DataParallel::barrier() {
   if (!impl_) return;
   c10d::BarrierOptions options;
@@ -386,6 +433,76 @@ void ZeroShard::sync_parameters() {
     }
     dp_->broadcast_parameters(group, owner);
   }
+}
+
+std::vector<at::Tensor> ZeroShard::gather_to_root(const std::vector<at::Tensor>& values,
+                                                  at::Device dest, int root) {
+  const int rank = dp_->rank();
+  if (values.size() != params_.size()) {
+    throw UsageError("ZeroShard::gather_to_root: " + std::to_string(values.size()) +
+                     " values for " + std::to_string(params_.size()) + " parameters");
+  }
+  if (root < 0 || root >= dp_->world_size()) {
+    throw UsageError("ZeroShard::gather_to_root: root " + std::to_string(root) +
+                     " is not a rank of " + std::to_string(dp_->world_size()));
+  }
+  at::NoGradGuard no_grad;
+  const auto check = [&](size_t i) {
+    const at::Tensor& v = values[i];
+    if (!v.defined() || v.sizes() != params_[i].sizes() ||
+        v.scalar_type() != params_[i].scalar_type()) {
+      throw UsageError("ZeroShard::gather_to_root: rank " + std::to_string(rank) +
+                       " owns parameter " + std::to_string(i) +
+                       " but its value is missing or has another shape or dtype");
+    }
+  };
+  std::vector<at::Tensor> out;
+  if (rank == root) out.resize(params_.size());
+  for (int owner = 0; owner < dp_->world_size(); ++owner) {
+    if (rank != root && rank != owner) continue;
+    std::vector<size_t> mine;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (owners_[i] == owner) mine.push_back(i);
+    }
+    if (owner == root) {  // the root's own values: a copy onto dest
+      if (rank == root) {
+        for (size_t i : mine) {
+          check(i);
+          out[i] = values[i].detach().to(dest, /*non_blocking=*/false, /*copy=*/true);
+        }
+      }
+      continue;
+    }
+    // Chunks of at most one bucket, cut the same way on both sides (both know the shapes).
+    size_t begin = 0;
+    while (begin < mine.size()) {
+      size_t end = begin;
+      int64_t bytes = 0;
+      while (end < mine.size()) {
+        const at::Tensor& p = params_[mine[end]];
+        const int64_t size = p.numel() * static_cast<int64_t>(p.element_size());
+        if (end > begin && bytes + size > DataParallel::kDefaultBucketBytes) break;
+        bytes += size;
+        ++end;
+      }
+      std::vector<at::Tensor> chunk;
+      if (rank == owner) {
+        for (size_t k = begin; k < end; ++k) {
+          check(mine[k]);
+          chunk.push_back(values[mine[k]].detach());
+        }
+        dp_->send_(chunk, root);
+      } else {
+        for (size_t k = begin; k < end; ++k) chunk.push_back(at::empty_like(params_[mine[k]]));
+        dp_->recv_(chunk, owner);
+        for (size_t k = begin; k < end; ++k) {
+          out[mine[k]] = chunk[k - begin].to(dest, /*non_blocking=*/false, /*copy=*/true);
+        }
+      }
+      begin = end;
+    }
+  }
+  return out;
 }
 
 }  // namespace posttrain::core

@@ -108,6 +108,14 @@ class DataParallel {
   void broadcast_(const std::vector<at::Tensor>& tensors, int root = 0) {
     broadcast_parameters(tensors, root);
   }
+  // Point to point: sends `tensors` to rank `dst`, which must call recv_() with tensors of the
+  // same shapes, dtypes and order; recv_() overwrites its tensors in place with what rank `src`
+  // sent. Bucketed as above; each bucket completes (or throws DistributedError) before the next
+  // one starts, so the two sides need no matching tags.
+  void send_(const std::vector<at::Tensor>& tensors, int dst,
+             int64_t bucket_bytes = kDefaultBucketBytes);
+  void recv_(const std::vector<at::Tensor>& tensors, int src,
+             int64_t bucket_bytes = kDefaultBucketBytes);
   // Every rank waits until all ranks arrive.
   void barrier();
 
@@ -128,8 +136,9 @@ class DataParallel {
 
 // ZeRO stage 1: optimizer state sharded across ranks. Each parameter is owned by one rank
 // (greedy by size, so ranks hold about equal numbers of elements); a rank builds its optimizer
-// over owned_parameters() only, so its moments cover only its shard. After each step the owners
-// broadcast their updated parameters so every replica is identical again.
+// over owned_parameters() only, so its moments cover only its shard. Gradients are still
+// all-reduced in full (so a global gradient norm is the same everywhere); after each step the
+// owners broadcast their updated parameters so every replica is identical again.
 //
 //   ZeroShard shard(params, dp);        // same params, same order on every rank
 //   AdamW opt(shard.owned_parameters(), ...);
@@ -143,6 +152,14 @@ class ZeroShard {
   const std::vector<int>& owners() const { return owners_; }
   // Broadcasts every parameter from its owner (bucketed per owner). No-op on one process.
   void sync_parameters();
+  // Collects one tensor per parameter, held by that parameter's owner, onto rank `root` (for
+  // checkpoints of sharded optimizer state). values[i] must be defined, contiguous-able and of
+  // params[i]'s shape and dtype on the rank that owns parameter i; it is ignored on the others.
+  // On `root` returns every parameter's tensor on `dest` (foreign ones arrive one bucket at a
+  // time, so the training device holds at most one bucket of them at once); elsewhere returns
+  // an empty vector. A collective: every rank must call it with the same `root`.
+  std::vector<at::Tensor> gather_to_root(const std::vector<at::Tensor>& values, at::Device dest,
+                                         int root = 0);
 
  private:
   std::vector<at::Tensor> params_;

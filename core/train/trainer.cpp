@@ -91,7 +91,8 @@ struct Trainer::Impl {
   bool autocast = false;
   std::vector<std::string> names;      // HF names, same order as params
   std::vector<at::Tensor> params;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<torch::optim::AdamW> optimizer;  // over all params, or `zero`'s owned ones
+  std::unique_ptr<ZeroShard> zero;                  // ZeRO-1 ownership; null when replicated
   LrSchedule schedule;
   int64_t total_steps = -1;
   std::vector<int64_t> epoch_rows;     // rows of each epoch seen so far (lazily extended)
@@ -136,9 +137,19 @@ Trainer::Trainer(TrainerOptions options, LlamaModel model, LossFn loss,
   model_->set_activation_checkpointing(options_.activation_checkpointing);
   model_->train();
 
-  // AdamW; weight decay only on matrices (norm weights are 1-D).
+  // AdamW over this rank's parameters (all, or its ZeRO-1 shard); weight decay only on
+  // matrices (norm weights are 1-D).
+  if (options_.zero_stage != 0 && options_.zero_stage != 1) {
+    throw UsageError("training.zero_stage must be 0 or 1, got " +
+                     std::to_string(options_.zero_stage));
+  }
+  std::vector<at::Tensor> stepped = impl_->params;
+  if (options_.zero_stage == 1 && dp_ && dp_->distributed()) {
+    impl_->zero = std::make_unique<ZeroShard>(impl_->params, dp_);
+    stepped = impl_->zero->owned_parameters();
+  }
   std::vector<at::Tensor> decay, no_decay;
-  for (const auto& p : impl_->params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  for (const auto& p : stepped) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   auto make_opts = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(
         torch::optim::AdamWOptions(options_.lr)
@@ -156,6 +167,8 @@ Trainer::Trainer(TrainerOptions options, LlamaModel model, LossFn loss,
 Trainer::~Trainer() = default;
 
 const std::vector<at::Tensor>& Trainer::parameters() const { return impl_->params; }
+torch::optim::AdamW& Trainer::optimizer() { return *impl_->optimizer; }
+bool Trainer::zero_sharded() const { return impl_->zero != nullptr; }
 const std::vector<std::string>& Trainer::parameter_names() const { return impl_->names; }
 
 int64_t Trainer::global_batch_rows() const {
@@ -264,8 +277,11 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
       divisor = ((total + 1e-6) / options_.max_grad_norm).clamp_min(1.0);  // scalar float32
     }
   }
+  // Under ZeRO-1 this steps only the owned parameters; their owners then broadcast them.
   fused_adamw_step(*impl_->optimizer, divisor);
-  impl_->optimizer->zero_grad(/*set_to_none=*/true);
+  if (impl_->zero) impl_->zero->sync_parameters();
+  // Every parameter's gradient, not only the optimizer's (under ZeRO-1 it holds a shard).
+  for (auto& p : impl_->params) p.mutable_grad() = at::Tensor();
   const double grad_norm = total.defined() ? total.item<double>() : 0.0;
   return {loss_total / denom, grad_norm};
 }
@@ -299,7 +315,62 @@ void Trainer::log_line(const nlohmann::json& line) {
   if (impl_->metrics) impl_->metrics->write(line);
 }
 
+namespace {
+
+// ZeRO-1: the moments of every parameter, gathered from their owners onto rank 0's CPU and named
+// as a replicated run names them (empty elsewhere). A collective: every rank calls it.
+OptimizerMoments gather_sharded_moments(ZeroShard& zero, DataParallel& dp,
+                                        torch::optim::AdamW& optimizer,
+                                        const std::vector<std::string>& names,
+                                        const std::vector<at::Tensor>& params) {
+  const int64_t n = static_cast<int64_t>(params.size());
+  std::vector<at::Tensor> avg(n), avg_sq(n);
+  // has_state[i] = 1 when parameter i's owner holds state for it (all do once a step ran: the
+  // all-reduce gives every parameter a gradient); the others send zeros that rank 0 drops.
+  std::vector<int64_t> flags(n, 0);
+  int64_t step = 0;
+  auto& table = optimizer.state();
+  for (int64_t i = 0; i < n; ++i) {
+    if (zero.owners()[i] != dp.rank()) continue;
+    auto it = table.find(params[i].unsafeGetTensorImpl());
+    if (it == table.end()) {
+      avg[i] = avg_sq[i] = at::zeros_like(params[i]);
+      continue;
+    }
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    avg[i] = s.exp_avg();
+    avg_sq[i] = s.exp_avg_sq();
+    flags[i] = 1;
+    step = std::max<int64_t>(step, s.step());
+  }
+  at::Tensor has_state = at::tensor(flags, at::kLong).to(dp.device());  // [n]
+  dp.all_reduce_sum_({has_state});
+  has_state = has_state.cpu();
+  step = static_cast<int64_t>(dp.all_reduce_max(static_cast<double>(step)));
+  const std::vector<at::Tensor> all_avg = zero.gather_to_root(avg, at::kCPU);
+  const std::vector<at::Tensor> all_avg_sq = zero.gather_to_root(avg_sq, at::kCPU);
+  OptimizerMoments out;
+  out.adam_step = step;
+  if (dp.rank() != 0) return out;
+  const int64_t* has = has_state.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (has[i] == 0) continue;
+    out.tensors.emplace_back(names[i] + ".exp_avg", all_avg[i]);
+    out.tensors.emplace_back(names[i] + ".exp_avg_sq", all_avg_sq[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
 void Trainer::save_checkpoint(int64_t step) {
+  OptimizerMoments moments;
+  if (impl_->zero) {
+    moments = gather_sharded_moments(*impl_->zero, *dp_, *impl_->optimizer, impl_->names,
+                                     impl_->params);
+  } else if (impl_->rank == 0) {
+    moments = optimizer_moments(*impl_->optimizer, impl_->names, impl_->params);
+  }
   if (impl_->rank == 0) {
     TrainingState st;
     st.step = step;
@@ -310,8 +381,9 @@ void Trainer::save_checkpoint(int64_t step) {
     st.lr = impl_->schedule.lr_at(std::max<int64_t>(step - 1, 0));
     st.schedule = impl_->schedule;
     st.run_info = run_info_;
-    save_training_checkpoint(options_.dir, st, *model_, *impl_->optimizer, impl_->names,
-                             impl_->params, save_extra_, options_.keep_checkpoints);
+    st.zero_stage = impl_->zero ? 1 : 0;
+    save_training_checkpoint(options_.dir, st, *model_, moments, save_extra_,
+                             options_.keep_checkpoints);
   }
   if (dp_) dp_->barrier();
 }
@@ -428,6 +500,7 @@ TrainResult Trainer::run() {
     st.rows_consumed = total * global_batch_rows();
     st.schedule = impl_->schedule;
     st.run_info = run_info_;
+    st.zero_stage = impl_->zero ? 1 : 0;
     write_training_state(done_marker, st);
   }
   if (dp_) dp_->barrier();

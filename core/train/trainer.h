@@ -5,12 +5,16 @@
 //   2. the step's loss terms are counted up front and summed over ranks (N);
 //   3. each micro-batch runs forward (bf16 autocast on GPU) and backward of loss_sum / N;
 //   4. gradients are summed over ranks (bucketed, core/distributed), clipped, and AdamW steps
-//      with the scheduled lr.
+//      with the scheduled lr. With training.zero_stage 1 on several ranks (ZeRO-1), each rank
+//      keeps AdamW state for, and steps, only the parameters it owns (core/distributed
+//      ZeroShard); the owners then broadcast them, so replicas stay identical and the result
+//      equals zero_stage 0. The gradient norm still comes from the full all-reduced gradients.
 // So the step's loss is (sum over all target terms) / N whatever the micro-batch size, number of
 // accumulation steps or ranks. Data order is a pure function of the seed and the step.
 //
 // Output (rank 0 writes): OUT/metrics.jsonl, OUT/checkpoint-<step>/ every save_every steps (an
-// HF model folder in float32 + optimizer.safetensors (AdamW moments) + trainer_state.json with
+// HF model folder in float32 + optimizer.safetensors (AdamW moments of every parameter, gathered
+// to rank 0 under ZeRO-1, so the layout is that of one process) + trainer_state.json with
 // the step, data position, schedule, AdamW step count and CPU RNG state), and the final model in
 // OUT/ in output.save_dtype. Running again resumes from the newest complete checkpoint; on CPU
 // the resumed losses equal the uninterrupted run's.
@@ -27,6 +31,10 @@
 #include "core/model/llama.h"
 #include "core/train/batch.h"
 #include "core/train/trainer_options.h"
+
+namespace torch::optim {
+class AdamW;
+}
 
 namespace posttrain::core {
 
@@ -82,6 +90,11 @@ class Trainer {
   // Mean loss over the eval rows (sum / terms across ranks); NaN without eval data.
   double evaluate();
   LlamaModel& model() { return model_; }
+  // This rank's AdamW: over all parameters, or only its own shard under ZeRO-1 (it then holds
+  // no exp_avg / exp_avg_sq for the others). Exposed for tests.
+  torch::optim::AdamW& optimizer();
+  // Whether this trainer shards optimizer state (zero_stage 1 and more than one rank).
+  bool zero_sharded() const;
 
  private:
   struct Impl;

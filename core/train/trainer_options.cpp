@@ -26,6 +26,11 @@ std::string device_name(const nlohmann::json& v) {
   return "expected auto|cpu|cuda|cuda:N, got '" + s + "'";
 }
 
+std::string zero_stage(const nlohmann::json& v) {
+  const int64_t stage = v.get<int64_t>();
+  return stage == 0 || stage == 1 ? "" : "must be 0 or 1, got " + std::to_string(stage);
+}
+
 }  // namespace
 
 void add_trainer_keys(ConfigSchema* s) {
@@ -81,6 +86,11 @@ void add_trainer_keys(ConfigSchema* s) {
           "device peak for MFU on GPU; 0 = 989 (H100 SXM bf16 dense)", non_negative});
   s->add({"training", "threads", T::kInt, 0, false, {},
           "CPU intra-op threads; 0 = LibTorch's default", non_negative});
+  s->add({"training", "zero_stage", T::kInt, 0, false, {},
+          "0 = every data-parallel rank keeps all AdamW state; 1 = ZeRO-1: each rank keeps the "
+          "moments of its shard of the parameters only, steps them, and broadcasts them (same "
+          "results, about 1/ranks of the optimizer memory; checkpoints are the same either way)",
+          zero_stage});
 
   s->add({"output", "dir", T::kString, nullptr, true, {},
           "OUT: checkpoints go to OUT/checkpoint-<step>/, the final model to OUT/, metrics to "
@@ -124,6 +134,7 @@ TrainerOptions trainer_options_from_config(const nlohmann::json& c) {
   o.keep_logits_mb = tr.at("keep_logits_mb").get<int64_t>();
   o.peak_tflops = tr.at("peak_tflops").get<double>();
   o.threads = tr.at("threads").get<int64_t>();
+  o.zero_stage = tr.at("zero_stage").get<int64_t>();
   const auto& out = c.at("output");
   o.dir = out.at("dir").get<std::string>();
   o.save_every = out.at("save_every").get<int64_t>();

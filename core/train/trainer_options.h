@@ -41,6 +41,7 @@ struct TrainerOptions {
   int64_t keep_logits_mb = 4096;  // head logits kept for backward up to this size (MiB)
   double peak_tflops = 0;         // for MFU on GPU; 0 = H100 SXM bf16 dense (989)
   int64_t threads = 0;            // CPU intra-op threads; 0 = LibTorch's default
+  int64_t zero_stage = 0;         // 0: every rank keeps all AdamW state; 1: state sharded (ZeRO-1)
   // output
   std::string dir;                // OUT
   int64_t save_every = 0;         // optimizer steps between OUT/checkpoint-<step>/; 0: none

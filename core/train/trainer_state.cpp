@@ -5,6 +5,7 @@
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <unordered_set>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -64,7 +65,7 @@ nlohmann::json TrainingState::to_json() const {
           {"global_batch_rows", global_batch_rows},
           {"world_size", world_size},
           {"data_position", {{"rows_consumed", rows_consumed}}},
-          {"optimizer", {{"kind", "adamw"}, {"step", adam_step}}},
+          {"optimizer", {{"kind", "adamw"}, {"step", adam_step}, {"zero_stage", zero_stage}}},
           {"scheduler",
            {{"peak_lr", schedule.peak_lr},
             {"warmup_steps", schedule.warmup_steps},
@@ -85,6 +86,7 @@ TrainingState TrainingState::from_json(const nlohmann::json& j, const std::strin
     s.world_size = j.at("world_size").get<int64_t>();
     s.rows_consumed = j.at("data_position").at("rows_consumed").get<int64_t>();
     s.adam_step = j.at("optimizer").at("step").get<int64_t>();
+    s.zero_stage = j.at("optimizer").value("zero_stage", int64_t{0});
     const auto& sch = j.at("scheduler");
     s.schedule.peak_lr = sch.at("peak_lr").get<double>();
     s.schedule.warmup_steps = sch.at("warmup_steps").get<int64_t>();
@@ -141,10 +143,24 @@ std::string newest_checkpoint(const std::string& out_dir) {
   return found;
 }
 
+OptimizerMoments optimizer_moments(torch::optim::AdamW& optimizer,
+                                   const std::vector<std::string>& names,
+                                   const std::vector<at::Tensor>& params) {
+  OptimizerMoments out;
+  auto& table = optimizer.state();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = table.find(params[i].unsafeGetTensorImpl());
+    if (it == table.end()) continue;
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    out.adam_step = std::max<int64_t>(out.adam_step, s.step());
+    out.tensors.emplace_back(names[i] + ".exp_avg", s.exp_avg());
+    out.tensors.emplace_back(names[i] + ".exp_avg_sq", s.exp_avg_sq());
+  }
+  return out;
+}
+
 void save_training_checkpoint(const std::string& out_dir, TrainingState state,
-                              LlamaModelImpl& model, torch::optim::AdamW& optimizer,
-                              const std::vector<std::string>& names,
-                              const std::vector<at::Tensor>& params,
+                              LlamaModelImpl& model, const OptimizerMoments& moments,
                               const std::function<void(const std::string&)>& save_extra,
                               int64_t keep) {
   const fs::path final_dir = fs::path(out_dir) / ("checkpoint-" + std::to_string(state.step));
@@ -154,20 +170,9 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
   save_model(model, tmp_dir.string(), at::kFloat);
   if (save_extra) save_extra(tmp_dir.string());
 
-  std::vector<std::pair<std::string, at::Tensor>> moments;
-  int64_t adam_step = 0;
-  auto& table = optimizer.state();
-  for (size_t i = 0; i < params.size(); ++i) {
-    auto it = table.find(params[i].unsafeGetTensorImpl());
-    if (it == table.end()) continue;
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    adam_step = std::max<int64_t>(adam_step, s.step());
-    moments.emplace_back(names[i] + ".exp_avg", s.exp_avg());
-    moments.emplace_back(names[i] + ".exp_avg_sq", s.exp_avg_sq());
-  }
-  save_safetensors((tmp_dir / "optimizer.safetensors").string(), moments, at::kFloat,
-                   {{"adam_step", std::to_string(adam_step)}});
-  state.adam_step = adam_step;
+  save_safetensors((tmp_dir / "optimizer.safetensors").string(), moments.tensors, at::kFloat,
+                   {{"adam_step", std::to_string(moments.adam_step)}});
+  state.adam_step = moments.adam_step;
   state.rng_cpu_hex = to_hex(at::detail::getDefaultCPUGenerator().get_state());
   write_training_state((tmp_dir / "trainer_state.json").string(), state);
   posttrain::remove_tree((final_dir).string());
@@ -201,7 +206,12 @@ TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* m
   SafetensorsFile file(opt_path);
   auto& table = optimizer->state();
   table.clear();
+  std::unordered_set<const void*> stepped;  // the parameters this optimizer updates
+  for (const auto& group : optimizer->param_groups()) {
+    for (const auto& p : group.params()) stepped.insert(p.unsafeGetTensorImpl());
+  }
   for (size_t i = 0; i < params.size(); ++i) {
+    if (stepped.count(params[i].unsafeGetTensorImpl()) == 0) continue;
     const std::string a = names[i] + ".exp_avg", b = names[i] + ".exp_avg_sq";
     if (!file.contains(a) && !file.contains(b)) continue;
     auto s = std::make_unique<torch::optim::AdamWParamState>();

@@ -2,14 +2,20 @@
 // holds the model as a Hugging Face folder (float32, loadable by transformers), the stage's extra
 // files (tokenizer), optimizer.safetensors (AdamW exp_avg / exp_avg_sq per parameter, float32,
 // named "<param>.exp_avg" / "<param>.exp_avg_sq") and trainer_state.json (step, total steps,
-// global batch, data position, schedule, AdamW step count, CPU RNG state as hex, run info). It
-// is written to checkpoint-<step>.tmp and renamed, so a folder without the .tmp suffix and with
-// trainer_state.json is complete.
+// global batch, data position, schedule, AdamW step count and ZeRO stage, CPU RNG state as hex,
+// run info). It is written to checkpoint-<step>.tmp and renamed, so a folder without the .tmp
+// suffix and with trainer_state.json is complete.
+//
+// With ZeRO-1 the moments live on their owners; the trainer gathers them to rank 0, which writes
+// the same optimizer.safetensors as a replicated run. The layout therefore does not depend on
+// the world size or the ZeRO stage: on resume each rank loads the moments of the parameters in
+// its own optimizer and ignores the rest.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -31,6 +37,7 @@ struct TrainingState {
   int64_t world_size = 1;
   int64_t rows_consumed = 0;      // data position: rows of the epoch stream used so far
   int64_t adam_step = 0;          // AdamW's per-parameter step count
+  int64_t zero_stage = 0;         // training.zero_stage of the run that wrote it (informative)
   double lr = 0;                  // lr of the last step run
   LrSchedule schedule;
   std::string rng_cpu_hex;        // at::getDefaultCPUGenerator() state
@@ -46,17 +53,30 @@ TrainingState read_training_state(const std::string& path);
 // The newest complete OUT/checkpoint-<step>/ folder, or "" when there is none.
 std::string newest_checkpoint(const std::string& out_dir);
 
-// Writes OUT/checkpoint-<state.step>/ (see the file comment); params/names in the same order.
-// Fills state's adam_step and RNG. keep > 0 removes all but the newest `keep` checkpoints.
+// AdamW moments as written to optimizer.safetensors: "<name>.exp_avg" / "<name>.exp_avg_sq"
+// tensors, and the step count they belong to.
+struct OptimizerMoments {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  int64_t adam_step = 0;
+};
+
+// The moments `optimizer` holds for `params` (named by `names`, same order); parameters without
+// state (never stepped, or another rank's under ZeRO-1) are left out.
+OptimizerMoments optimizer_moments(torch::optim::AdamW& optimizer,
+                                   const std::vector<std::string>& names,
+                                   const std::vector<at::Tensor>& params);
+
+// Writes OUT/checkpoint-<state.step>/ (see the file comment) with the given moments. Fills
+// state's adam_step and RNG. keep > 0 removes all but the newest `keep` checkpoints.
 void save_training_checkpoint(const std::string& out_dir, TrainingState state,
-                              LlamaModelImpl& model, torch::optim::AdamW& optimizer,
-                              const std::vector<std::string>& names,
-                              const std::vector<at::Tensor>& params,
+                              LlamaModelImpl& model, const OptimizerMoments& moments,
                               const std::function<void(const std::string&)>& save_extra,
                               int64_t keep);
 
 // Restores weights, AdamW moments and step, and the CPU RNG from `checkpoint_dir`; returns its
-// state. Throws InputError naming the file when a piece is missing or mis-shaped.
+// state. Moments are loaded only for the parameters in the optimizer's param groups (all of
+// them, or this rank's shard under ZeRO-1); the optimizer's other state is cleared. Throws
+// InputError naming the file when a piece is missing or mis-shaped.
 TrainingState load_training_checkpoint(const std::string& checkpoint_dir, LlamaModelImpl* model,
                                        torch::optim::AdamW* optimizer,
                                        const std::vector<std::string>& names,
