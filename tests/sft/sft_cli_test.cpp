@@ -15,27 +15,15 @@
 #include "core/checkpoint/safetensors.h"
 #include "common/files.h"
 #include "core/train/metrics.h"
+#include "tests/cli_run.h"
 
 namespace fs = std::filesystem;
 
 namespace posttrain::sft {
 namespace {
 
-struct Ran {
-  int code = -1;
-  std::string output;
-};
-
-Ran run(const std::string& args) {
-  const std::string cmd = std::string(POSTTRAIN_BIN) + " " + args + " 2>&1";
-  Ran r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return r;
-}
+using Ran = testing::CliRun;
+Ran run(const std::string& args) { return testing::run_cli(args); }
 
 class SftCli : public ::testing::Test {
  protected:
