@@ -92,7 +92,7 @@ struct Trainer::Impl {
   std::vector<std::string> names;      // HF names, same order as params
   std::vector<at::Tensor> params;
   std::unique_ptr<torch::optim::AdamW> optimizer;  // over all params, or `zero`'s owned ones
-  std::unique_ptr<ZeroShard> zero;                  // ZeRO-1 ownership; null when replicated
+  std::unique_ptr<ZeroShard> zero;                 // ZeRO-1 ownership; null when replicated
   LrSchedule schedule;
   int64_t total_steps = -1;
   std::vector<int64_t> epoch_rows;     // rows of each epoch seen so far (lazily extended)

@@ -8,7 +8,9 @@
 //     together cover every parameter exactly once;
 //   - a zero_stage 1 run interrupted after a checkpoint and resumed repeats the uninterrupted
 //     losses step for step (resumed with zero_stage 1, and with 0: the layout is the same).
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/optim/adamw.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,13 +18,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
-#include <torch/optim/adamw.h>
 
 #include "common/files.h"
 #include "core/checkpoint/safetensors.h"
@@ -195,25 +194,25 @@ fs::path fresh_dir(const std::string& name) {
 }
 
 struct RankOutput {
-  at::Tensor params;   // [all parameters, flattened] float64
+  at::Tensor params;  // [all parameters, flattened] float64
   nlohmann::json state;
 };
 
 // Trains on 2 ranks into `out` (resuming when it holds a checkpoint); returns each rank's output.
-std::vector<RankOutput> run_two_ranks(const fs::path& work, const fs::path& out,
-                                      int64_t zero_stage, uint64_t model_seed) {
+std::vector<RankOutput> run_two_ranks(const fs::path& work, const fs::path& out, int64_t zero_stage,
+                                      uint64_t model_seed) {
   fs::create_directories(work);
-  std::ofstream(work / "job.json")
-      << nlohmann::json{{"out", out.string()}, {"zero_stage", zero_stage},
-                        {"model_seed", model_seed}}
-             .dump();
+  std::ofstream(work / "job.json") << nlohmann::json{
+      {"out", out.string()},
+      {"zero_stage", zero_stage},
+      {"model_seed", model_seed}}.dump();
   ::setenv(kWorkerDir, work.c_str(), 1);
   LaunchOptions launch;
   launch.nproc = 2;
   launch.omp_threads = 1;
   launch.quiet = true;
-  const LaunchResult r = launch_local(
-      launch, {self_exe(), "--gtest_filter=Zero1Worker.Train", "--gtest_brief=1"});
+  const LaunchResult r =
+      launch_local(launch, {self_exe(), "--gtest_filter=Zero1Worker.Train", "--gtest_brief=1"});
   ::unsetenv(kWorkerDir);
   EXPECT_EQ(r.exit_code, 0) << r.message;
   std::vector<RankOutput> outputs;
@@ -348,20 +347,19 @@ TEST(Zero1Trainer, OneProcessKeepsAllStateAndOtherStagesAreRefused) {
   t.train_step(0);
   auto& table = t.optimizer().state();
   for (const auto& p : t.parameters()) EXPECT_EQ(table.count(p.unsafeGetTensorImpl()), 1u);
-  EXPECT_THROW(Trainer(options((root / "bad").string(), 2), tiny_model(3), sum_loss(), rows(),
-                       nullptr),
-               UsageError);
+  EXPECT_THROW(
+      Trainer(options((root / "bad").string(), 2), tiny_model(3), sum_loss(), rows(), nullptr),
+      UsageError);
   // The config key: default 0, 1 accepted, anything else one error naming the key.
   ConfigSchema schema;
   add_trainer_keys(&schema);
   const nlohmann::json base = {{"output", {{"dir", (root / "cfg").string()}}}};
   EXPECT_EQ(trainer_options_from_config(schema.resolve(base, {}, "cfg.json")).zero_stage, 0);
-  EXPECT_EQ(trainer_options_from_config(
-                schema.resolve(base, {"training.zero_stage=1"}, "cfg.json"))
+  EXPECT_EQ(trainer_options_from_config(schema.resolve(base, {"training.zero_stage=1"}, "cfg.json"))
                 .zero_stage,
             1);
-  for (const char* bad : {"training.zero_stage=2", "training.zero_stage=-1",
-                          "training.zero_stage=true"}) {
+  for (const char* bad :
+       {"training.zero_stage=2", "training.zero_stage=-1", "training.zero_stage=true"}) {
     try {
       schema.resolve(base, {bad}, "cfg.json");
       ADD_FAILURE() << bad << " was accepted";
