@@ -25,6 +25,7 @@
 #include "core/distributed/launcher.h"
 #include "core/model/llama.h"
 #include "core/model/llama_config.h"
+#include "train_test_util.h"
 
 namespace posttrain::core {
 namespace {
@@ -79,26 +80,14 @@ std::vector<at::Tensor> grads_of(LlamaModel& model) {
   return out;
 }
 
-// Tensors as one flat float64 vector in a binary file (count, then values).
+// Tensors as one flat float64 vector in a binary file (see train_test_util.h).
 void write_tensors(const fs::path& path, const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(at::kDouble));
-  at::Tensor all = at::cat(flat).contiguous();
-  std::ofstream out(path, std::ios::binary);
-  const int64_t n = all.numel();
-  out.write(reinterpret_cast<const char*>(&n), sizeof(n));
-  out.write(reinterpret_cast<const char*>(all.data_ptr<double>()), n * sizeof(double));
+  testing::write_flat(path, at::cat(flat));
 }
 
-at::Tensor read_tensors(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "missing worker output " << path;
-  int64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), sizeof(n));
-  at::Tensor all = at::empty({n}, at::kDouble);
-  in.read(reinterpret_cast<char*>(all.data_ptr<double>()), n * sizeof(double));
-  return all;
-}
+at::Tensor read_tensors(const fs::path& path) { return testing::read_flat(path); }
 
 at::Tensor flat(const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> parts;

@@ -16,29 +16,15 @@
 #include "core/train/metrics.h"
 #include "core/train/trainer.h"
 #include "core/train/trainer_state.h"
+#include "train_test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace posttrain::core {
 namespace {
 
-LlamaConfig tiny_config() {
-  LlamaConfig c = preset_config("tiny");
-  c.vocab_size = 64;
-  c.num_hidden_layers = 2;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  return c;
-}
-
-LlamaModel tiny_model(uint64_t seed) {
-  LlamaModel m(tiny_config());
-  m->reset_parameters(seed);
-  return m;
-}
+using testing::tiny_config;
+using testing::tiny_model;
 
 // Examples of varied length (3..9 tokens) over a 64-token vocabulary; the first two tokens are
 // the "prompt". A simple pattern (next = prev + 1 mod 64) so the loss can fall.

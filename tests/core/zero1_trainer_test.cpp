@@ -34,6 +34,7 @@
 #include "core/train/metrics.h"
 #include "core/train/trainer.h"
 #include "core/train/trainer_options.h"
+#include "train_test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -45,23 +46,8 @@ constexpr int kSteps = 6;
 
 // ---------------------------------------------------------------- helpers shared by both sides
 
-LlamaConfig tiny_config() {
-  LlamaConfig c = preset_config("tiny");
-  c.vocab_size = 64;
-  c.num_hidden_layers = 2;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  return c;
-}
-
-LlamaModel tiny_model(uint64_t seed) {
-  LlamaModel m(tiny_config());
-  m->reset_parameters(seed);
-  return m;
-}
+using testing::tiny_config;
+using testing::tiny_model;
 
 // Examples of 3..9 tokens following next = prev + 1 (mod 64); the first two are the prompt.
 std::shared_ptr<TokenRowDataset> rows() {
@@ -115,24 +101,8 @@ at::Tensor flat(const std::vector<at::Tensor>& tensors) {
   return at::cat(parts);
 }
 
-// A float64 vector in a binary file (count, then values).
-void write_flat(const fs::path& path, const at::Tensor& values) {
-  at::Tensor all = values.to(at::kDouble).contiguous();
-  std::ofstream out(path, std::ios::binary);
-  const int64_t n = all.numel();
-  out.write(reinterpret_cast<const char*>(&n), sizeof(n));
-  out.write(reinterpret_cast<const char*>(all.data_ptr<double>()), n * sizeof(double));
-}
-
-at::Tensor read_flat(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "missing worker output " << path;
-  int64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), sizeof(n));
-  at::Tensor all = at::empty({n}, at::kDouble);
-  in.read(reinterpret_cast<char*>(all.data_ptr<double>()), n * sizeof(double));
-  return all;
-}
+using testing::read_flat;
+using testing::write_flat;
 
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
