@@ -59,7 +59,8 @@ void reset_peak() {
 
 // Runs `steps` calls of `fn` under the Kineto profiler and prints the GPU kernels that took the
 // most time, per step.
-// On CPU it lists operators instead (nested ones counted in each parent too).
+// On CPU it lists operators instead, largest self time (time outside nested operators) first,
+// with the inclusive time (nested ones counted in each parent too) beside it.
 template <typename Fn>
 void profile_kernels(int64_t steps, bool cuda, Fn fn) {
   namespace prof = torch::profiler::impl;
@@ -73,27 +74,59 @@ void profile_kernels(int64_t steps, bool cuda, Fn fn) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto result = torch::autograd::profiler::disableProfiler();
   std::map<std::string, std::pair<double, int64_t>> by_name;  // name -> (ns, launches)
+  std::map<std::string, double> self_ns;  // CPU: name -> time not inside a nested operator
   double total_ns = 0;
+  // CPU operators nest (a parent's time includes its children's): per thread, walk the events
+  // in start order with a stack of open ones and take each child's time off its parent.
+  struct Span {
+    uint64_t start, end;
+    std::string name;
+  };
+  std::map<uint64_t, std::vector<Span>> by_thread;
   for (const auto& e : result->events()) {
     if (e.deviceType() != (cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU)) continue;
     auto& slot = by_name[e.name().substr(0, 120)];
     slot.first += static_cast<double>(e.durationNs());
     slot.second += 1;
     total_ns += static_cast<double>(e.durationNs());
+    if (!cuda) {
+      by_thread[e.startThreadId()].push_back({e.startNs(), e.endNs(), e.name().substr(0, 120)});
+    }
+  }
+  double self_total_ns = 0;
+  for (auto& [tid, spans] : by_thread) {
+    std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+      return a.start != b.start ? a.start < b.start : a.end > b.end;
+    });
+    std::vector<const Span*> open;
+    for (const auto& s : spans) {
+      while (!open.empty() && open.back()->end <= s.start) open.pop_back();
+      const double d = static_cast<double>(s.end - s.start);
+      self_ns[s.name] += d;
+      self_total_ns += d;
+      if (!open.empty()) {
+        self_ns[open.back()->name] -= d;
+        self_total_ns -= d;
+      }
+      open.push_back(&s);
+    }
   }
   std::vector<std::pair<double, std::string>> order;
-  for (const auto& [name, v] : by_name) order.emplace_back(v.first, name);
+  for (const auto& [name, v] : by_name) order.emplace_back(cuda ? v.first : self_ns[name], name);
   std::sort(order.rbegin(), order.rend());
   std::cout << nlohmann::json{{"profile_steps", steps},
                               {"wall_ms_per_step", wall * 1e3 / steps},
                               {"kernel_ms_per_step", total_ns / 1e6 / steps},
-                              {"kernel_names", by_name.size()}}
+                              {"kernel_names", by_name.size()},
+                              {"self_ms_per_step", self_total_ns / 1e6 / steps}}
                    .dump()
             << std::endl;
   for (size_t i = 0; i < order.size() && i < 30; ++i) {
     const auto& v = by_name[order[i].second];
     std::cout << nlohmann::json{{"kernel", order[i].second},
                                 {"ms_per_step", v.first / 1e6 / steps},
+                                {"self_ms_per_step", cuda ? v.first / 1e6 / steps
+                                                          : self_ns[order[i].second] / 1e6 / steps},
                                 {"launches_per_step", static_cast<double>(v.second) / steps}}
                      .dump()
               << std::endl;

@@ -1,10 +1,16 @@
-// See logprob_rows.h.
+// See logprob_rows.h. Three paths: our CUDA kernels (CUDA builds), one pass each way per row on
+// CPU float32 (our loops, cpu_vec.h), and ATen over `chunk` rows at a time everywhere else.
 #include "kernels/logprob_rows.h"
 
+#include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cstdlib>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include "kernels/cpu_vec.h"
 #include "kernels/device.h"
 
 namespace posttrain::kernels {
@@ -16,6 +22,85 @@ bool cuda_kernels_enabled() {
   return false;
 #endif
 }
+
+namespace {
+
+constexpr int64_t kLanes = 16;  // partial results per row reduction (two AVX2 registers)
+
+// CPU float32, rows split over ATen's threads. Forward per row: the max (as ordered integers,
+// cpu_vec.h), s = sum exp(x - max), lse = max + log s, logprob = x[target] - lse.
+void rows_forward_cpu(const at::Tensor& logits, const at::Tensor& targets, at::Tensor& lse,
+                      at::Tensor& lp) {
+  const int64_t m = logits.size(0), v = logits.size(1);
+  const float* xp = logits.data_ptr<float>();
+  const int64_t* tp = targets.data_ptr<int64_t>();
+  float* lsep = lse.data_ptr<float>();
+  float* lpp = lp.data_ptr<float>();
+  at::parallel_for(0, m, std::max<int64_t>(1, 32768 / v), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* x = xp + r * v;
+      float mx = 0.0f, sum = 0.0f;
+      cpu::run_isa([&] {
+        const uint32_t* __restrict xb = reinterpret_cast<const uint32_t*>(x);
+        int32_t km[kLanes];
+        for (int64_t k = 0; k < kLanes; ++k) km[k] = INT32_MIN;
+        int64_t j = 0;
+        for (; j + kLanes <= v; j += kLanes) {
+          for (int64_t k = 0; k < kLanes; ++k) {
+            const int32_t key = cpu::order_key(xb[j + k]);
+            km[k] = key > km[k] ? key : km[k];
+          }
+        }
+        int32_t best = INT32_MIN;
+        for (int64_t k = 0; k < kLanes; ++k) best = km[k] > best ? km[k] : best;
+        for (; j < v; ++j) {
+          const int32_t key = cpu::order_key(xb[j]);
+          best = key > best ? key : best;
+        }
+        mx = cpu::float_of(static_cast<uint32_t>(cpu::order_key(static_cast<uint32_t>(best))));
+        const float* __restrict xf = x;
+        float acc[kLanes] = {};
+        j = 0;
+        for (; j + kLanes <= v; j += kLanes) {
+          for (int64_t k = 0; k < kLanes; ++k) acc[k] += cpu::exp_neg_clamped(mx - xf[j + k]);
+        }
+        for (int64_t k = 0; k < kLanes; ++k) sum += acc[k];
+        for (; j < v; ++j) sum += cpu::exp_neg_clamped(mx - xf[j]);
+      });
+      const float l = mx + std::log(sum);
+      lsep[r] = l;
+      lpp[r] = x[tp[r]] - l;
+    }
+  });
+}
+
+// Backward in place per row: x[j] <- -g exp(x[j] - lse), then x[target] += g.
+void rows_backward_cpu(at::Tensor& logits, const at::Tensor& targets, const at::Tensor& lse,
+                       const at::Tensor& grad) {
+  const int64_t m = logits.size(0), v = logits.size(1);
+  float* xp = logits.data_ptr<float>();
+  const int64_t* tp = targets.data_ptr<int64_t>();
+  const float* lsep = lse.data_ptr<float>();
+  const float* gp = grad.data_ptr<float>();
+  at::parallel_for(0, m, std::max<int64_t>(1, 32768 / v), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float l = lsep[r], g = gp[r];
+      float* x = xp + r * v;
+      cpu::run_isa([&] {
+        float* __restrict xr = x;
+        for (int64_t j = 0; j < v; ++j) xr[j] = -g * cpu::exp_neg_clamped(l - xr[j]);
+      });
+      x[tp[r]] += g;
+    }
+  });
+}
+
+bool use_cpu_loops(const at::Tensor& logits) {
+  return logits.is_cpu() && logits.scalar_type() == at::kFloat && logits.is_contiguous() &&
+         logits.size(1) > 0;
+}
+
+}  // namespace
 
 std::pair<at::Tensor, at::Tensor> logprob_rows_forward(const at::Tensor& logits,
                                                        const at::Tensor& targets, int64_t chunk) {
@@ -34,6 +119,10 @@ std::pair<at::Tensor, at::Tensor> logprob_rows_forward(const at::Tensor& logits,
     return {lse, lp};
   }
 #endif
+  if (use_cpu_loops(logits)) {
+    rows_forward_cpu(logits, targets.to(at::kLong).contiguous(), lse, lp);
+    return {lse, lp};
+  }
   for (int64_t s = 0; s < m; s += chunk) {
     const int64_t n = std::min(chunk, m - s);
     const auto x = logits.narrow(0, s, n).to(at::kFloat);  // [n, V]
@@ -57,6 +146,10 @@ void logprob_rows_backward_(at::Tensor& logits, const at::Tensor& targets, const
     return;
   }
 #endif
+  if (use_cpu_loops(logits)) {
+    rows_backward_cpu(logits, targets.to(at::kLong).contiguous(), lse.contiguous(), g);
+    return;
+  }
   // d/dlogits of g * (x[t] - lse) = g * (onehot(t) - softmax(x)).
   for (int64_t s = 0; s < m; s += chunk) {
     const int64_t n = std::min(chunk, m - s);

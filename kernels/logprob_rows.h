@@ -2,7 +2,8 @@
 // "kept logits" path of core/logprobs): forward gives each row's logsumexp and target log-prob,
 // backward overwrites the logits with their gradient, so the only [M, V] buffer is the logits
 // themselves. On CUDA builds with our kernels each direction is one pass over the logits in
-// their own dtype; elsewhere ATen works through `chunk` rows at a time in float32.
+// their own dtype, and on CPU float32 one pass per row (our loops); elsewhere ATen works through
+// `chunk` rows at a time in float32.
 #pragma once
 
 #include <ATen/core/Tensor.h>

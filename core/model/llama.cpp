@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
 
@@ -84,16 +85,6 @@ struct BackboneImpl : torch::nn::Module {
   std::vector<DecoderLayer> list;  // the same layers, typed
 };
 TORCH_MODULE(Backbone);
-
-// RMSNorm as transformers computes it: normalise in float32, cast back, then scale.
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  if (x.scalar_type() == at::kFloat) {
-    return at::rms_norm(x, {x.size(-1)}, weight, eps);
-  }
-  const auto xf = x.to(at::kFloat);
-  const auto normed = xf * at::rsqrt(xf.pow(2).mean({-1}, true) + eps);
-  return weight * normed.to(x.scalar_type());
-}
 
 // Inverse RoPE frequencies [hd/2] float32 on CPU, with Llama 3.1 scaling when configured.
 at::Tensor inverse_frequencies(const LlamaConfig& c) {
@@ -169,10 +160,10 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
                                rope.sin)
                .transpose(1, 2);                                                     // [B,nkv,T,hd]
   auto v = at::linear(x, a.v_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
-  // On CUDA without a mask the flash kernel reads the shared kv heads itself (enable_gqa);
-  // elsewhere each kv head is copied out to its nh / nkv query heads (expand is a view, one copy
-  // on reshape), which the CPU kernels and the masked CUDA kernels need.
-  const bool native_gqa = nkv != nh && q.is_cuda() && !mask.defined();
+  // Without a mask the flash kernels (CUDA, and CPU's) read the shared kv heads themselves
+  // (enable_gqa); otherwise each kv head is copied out to its nh / nkv query heads (expand is a
+  // view, one copy on reshape), which the masked kernels need.
+  const bool native_gqa = nkv != nh && (q.is_cuda() || q.is_cpu()) && !mask.defined();
   if (nkv != nh && !native_gqa) {
     k = k.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
     v = v.unsqueeze(2).expand({B, nkv, nh / nkv, T, hd}).reshape({B, nh, T, hd});
@@ -189,9 +180,9 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
 
 at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const at::Tensor& x,
                          const Rope& rope, const at::Tensor& mask) {
-  auto h = x + attention_block(*l.self_attn, c,
-                               rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps), rope, mask);
-  const auto n = rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
+  const auto normed = kernels::rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps);
+  auto h = x + attention_block(*l.self_attn, c, normed, rope, mask);
+  const auto n = kernels::rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
   const auto& m = *l.mlp;
   const auto act =
       kernels::swiglu(at::linear(n, m.gate_proj->weight), at::linear(n, m.up_proj->weight));
@@ -370,7 +361,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
       x = layer_forward(*layer, c, x, rope, mask);
     }
   }
-  return rms_norm(x, model.norm->weight, c.rms_norm_eps);
+  return kernels::rms_norm(x, model.norm->weight, c.rms_norm_eps);
 }
 
 at::Tensor LlamaModelImpl::lm_head_weight() const {
