@@ -70,22 +70,9 @@ at::Tensor rope_cpu(const at::Tensor& x_in, const at::Tensor& cos, const at::Ten
   return out;
 }
 
-struct RopeCpuFunction : torch::autograd::Function<RopeCpuFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& cos, const at::Tensor& sin) {
-    ctx->save_for_backward({cos, sin});
-    return rope_cpu(x, cos, sin, /*backward=*/false);
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return {rope_cpu(grads[0], saved[0], saved[1], /*backward=*/true), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
-at::Tensor run(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool backward) {
+at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     bool backward) {
   const auto xc = x.contiguous();  // [B, T, H, D]
   auto out = at::empty_like(xc);
   const int64_t rows = xc.size(0) * xc.size(1), heads = xc.size(2), dim = xc.size(3);
@@ -93,20 +80,30 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin
              heads, dim, backward, out.data_ptr(), stream_of(xc));
   return out;
 }
+#endif
+
+// One pass each way on the device of x: our CUDA kernel or the CPU float32 loop.
+at::Tensor rope_fused(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                      bool backward) {
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+  if (x.is_cuda()) return rope_cuda(x, cos, sin, backward);
+#endif
+  return rope_cpu(x, cos, sin, backward);
+}
 
 struct RopeFunction : torch::autograd::Function<RopeFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& cos, const at::Tensor& sin) {
     ctx->save_for_backward({cos, sin});
-    return run(x, cos, sin, /*backward=*/false);
+    return rope_fused(x, cos, sin, /*backward=*/false);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    return {run(grads[0], saved[0], saved[1], /*backward=*/true), at::Tensor(), at::Tensor()};
+    return {rope_fused(grads[0], saved[0], saved[1], /*backward=*/true), at::Tensor(),
+            at::Tensor()};
   }
 };
-#endif
 
 }  // namespace
 
@@ -116,14 +113,11 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
                   cos.size(2) == x.size(3) && x.size(3) % 2 == 0,
               "apply_rope: x must be [B, T, H, D] and cos/sin [B, T, D], got ", x.sizes(), " and ",
               cos.sizes());
-#ifdef POSTTRAIN_HAS_CUDA_KERNELS
-  if (use_cuda_kernels(x)) {
+  const bool cpu_loop = x.is_cpu() && x.scalar_type() == at::kFloat &&
+                        cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat &&
+                        x.numel() > 0;
+  if (use_cuda_kernels(x) || cpu_loop) {
     return RopeFunction::apply(x, cos.contiguous(), sin.contiguous());
-  }
-#endif
-  if (x.is_cpu() && x.scalar_type() == at::kFloat && cos.scalar_type() == at::kFloat &&
-      sin.scalar_type() == at::kFloat && x.numel() > 0) {
-    return RopeCpuFunction::apply(x, cos.contiguous(), sin.contiguous());
   }
   return x * cos.unsqueeze(2) + rotate_half(x) * sin.unsqueeze(2);
 }

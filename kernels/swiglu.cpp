@@ -12,30 +12,6 @@
 namespace posttrain::kernels {
 namespace {
 
-#ifdef POSTTRAIN_HAS_CUDA_KERNELS
-struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& gate,
-                            const at::Tensor& up) {
-    const auto g = gate.contiguous(), u = up.contiguous();
-    ctx->save_for_backward({g, u});
-    auto out = at::empty_like(g);
-    cuda::swiglu_forward(g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(), out.data_ptr(),
-                         stream_of(g));
-    return out;
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const auto& g = saved[0];
-    const auto& u = saved[1];
-    const auto d = grads[0].to(g.scalar_type()).contiguous();
-    auto dg = at::empty_like(g), du = at::empty_like(u);
-    cuda::swiglu_backward(d.data_ptr(), g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(),
-                          dg.data_ptr(), du.data_ptr(), stream_of(g));
-    return {dg, du};
-  }
-};
-#endif
 
 // CPU float32: one pass each way, keeping only gate and up. With s = sigmoid(g):
 //   out = g s u,   d_up = d g s,   d_gate = d u s (1 + g (1 - s)).
@@ -76,12 +52,19 @@ void swiglu_cpu_backward(const at::Tensor& d, const at::Tensor& g, const at::Ten
   });
 }
 
-struct SwigluCpuFunction : torch::autograd::Function<SwigluCpuFunction> {
+struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& gate,
                             const at::Tensor& up) {
     const auto g = gate.contiguous(), u = up.contiguous();
     ctx->save_for_backward({g, u});
     auto out = at::empty_like(g);
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+    if (g.is_cuda()) {
+      cuda::swiglu_forward(g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(), out.data_ptr(),
+                           stream_of(g));
+      return out;
+    }
+#endif
     swiglu_cpu_forward(g, u, out);
     return out;
   }
@@ -90,8 +73,15 @@ struct SwigluCpuFunction : torch::autograd::Function<SwigluCpuFunction> {
     const auto saved = ctx->get_saved_variables();
     const auto& g = saved[0];
     const auto& u = saved[1];
-    const auto d = grads[0].contiguous();
+    const auto d = grads[0].to(g.scalar_type()).contiguous();
     auto dg = at::empty_like(g), du = at::empty_like(u);
+#ifdef POSTTRAIN_HAS_CUDA_KERNELS
+    if (g.is_cuda()) {
+      cuda::swiglu_backward(d.data_ptr(), g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(),
+                            dg.data_ptr(), du.data_ptr(), stream_of(g));
+      return {dg, du};
+    }
+#endif
     swiglu_cpu_backward(d, g, u, dg, du);
     return {dg, du};
   }
@@ -102,14 +92,10 @@ struct SwigluCpuFunction : torch::autograd::Function<SwigluCpuFunction> {
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
   TORCH_CHECK(gate.sizes() == up.sizes(), "swiglu: gate ", gate.sizes(), " and up ", up.sizes(),
               " differ");
-#ifdef POSTTRAIN_HAS_CUDA_KERNELS
-  if (use_cuda_kernels(gate) && gate.scalar_type() == up.scalar_type()) {
+  const bool cpu_loop = gate.is_cpu() && gate.scalar_type() == at::kFloat &&
+                        up.scalar_type() == at::kFloat && gate.numel() > 0;
+  if ((use_cuda_kernels(gate) && gate.scalar_type() == up.scalar_type()) || cpu_loop) {
     return SwigluFunction::apply(gate, up);
-  }
-#endif
-  if (gate.is_cpu() && gate.scalar_type() == at::kFloat && up.scalar_type() == at::kFloat &&
-      gate.numel() > 0) {
-    return SwigluCpuFunction::apply(gate, up);
   }
   return at::silu(gate) * up;
 }
