@@ -20,7 +20,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
@@ -30,6 +29,7 @@
 #endif
 
 #include "core/data/packing.h"
+#include "core/model/autocast_scope.h"
 #include "core/model/llama.h"
 #include "core/train/trainer.h"
 #include "kernels/logprob_rows.h"
@@ -245,13 +245,8 @@ int main(int argc, char** argv) {
         const auto t0 = now();
         at::Tensor l;
         {
-          at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-          at::autocast::set_autocast_enabled(at::kCUDA, true);
-          at::autocast::increment_nesting();
+          core::AutocastScope autocast(at::kCUDA, /*on=*/true);
           l = loss(model, mb);
-          at::autocast::decrement_nesting();
-          at::autocast::clear_cache();
-          at::autocast::set_autocast_enabled(at::kCUDA, false);
         }
         if (pass == 1) (l / static_cast<double>(mb.num_targets)).backward();
         sync();

@@ -14,17 +14,19 @@
 
 namespace posttrain::kernels {
 
-// True when `t` is a CUDA tensor, this build has our kernels (POSTTRAIN_CUDA=ON) and the
-// environment does not set POSTTRAIN_NO_CUDA_KERNELS (for A/B runs against the ATen path).
-inline bool use_cuda_kernels(const at::Tensor& t) {
+// True when this build has our kernels (POSTTRAIN_CUDA=ON) and the environment does not set
+// POSTTRAIN_NO_CUDA_KERNELS (for A/B runs against the ATen path).
+inline bool cuda_kernels_on() {
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
   static const bool disabled = std::getenv("POSTTRAIN_NO_CUDA_KERNELS") != nullptr;
-  return t.is_cuda() && !disabled;
+  return !disabled;
 #else
-  (void)t;
   return false;
 #endif
 }
+
+// True when `t` is a CUDA tensor and our kernels are on.
+inline bool use_cuda_kernels(const at::Tensor& t) { return t.is_cuda() && cuda_kernels_on(); }
 
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
 inline void* stream_of(const at::Tensor& t) {

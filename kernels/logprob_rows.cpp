@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,13 +14,7 @@
 
 namespace posttrain::kernels {
 
-bool cuda_kernels_enabled() {
-#ifdef POSTTRAIN_HAS_CUDA_KERNELS
-  return std::getenv("POSTTRAIN_NO_CUDA_KERNELS") == nullptr;
-#else
-  return false;
-#endif
-}
+bool cuda_kernels_enabled() { return cuda_kernels_on(); }
 
 namespace {
 

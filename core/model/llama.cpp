@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "core/model/autocast_scope.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -204,31 +205,6 @@ struct LayerCall : torch::CustomClassHolder {
   at::ScalarType autocast_dtype = at::kBFloat16;
 };
 
-// Sets autocast for one device type for a scope, then restores it.
-class AutocastAs {
- public:
-  AutocastAs(at::DeviceType device, bool on, at::ScalarType dtype)
-      : device_(device),
-        prev_on_(at::autocast::is_autocast_enabled(device)),
-        prev_dtype_(at::autocast::get_autocast_dtype(device)) {
-    at::autocast::set_autocast_dtype(device_, dtype);
-    at::autocast::set_autocast_enabled(device_, on);
-    if (on) at::autocast::increment_nesting();
-    on_ = on;
-  }
-  ~AutocastAs() {
-    if (on_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, prev_on_);
-    at::autocast::set_autocast_dtype(device_, prev_dtype_);
-  }
-
- private:
-  at::DeviceType device_;
-  bool prev_on_;
-  at::ScalarType prev_dtype_;
-  bool on_ = false;
-};
-
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::TensorList& params, c10::IValue call) {
@@ -247,7 +223,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     at::Tensor out;
     {
       at::AutoGradMode grad_on(true);
-      AutocastAs precision(c->device, c->autocast, c->autocast_dtype);
+      AutocastScope precision(c->device, c->autocast, c->autocast_dtype);
       out = layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
     }
     auto g = torch::autograd::grad({out}, inputs, {grads[0]}, false, false, true);

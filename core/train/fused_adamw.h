@@ -13,6 +13,7 @@
 
 namespace torch::optim {
 class AdamW;
+struct AdamWParamState;
 }
 
 namespace posttrain::core {
@@ -23,5 +24,9 @@ namespace posttrain::core {
 // grad_scale in place of grad, which is how gradient clipping is folded into the update
 // without a separate pass over the gradients (grad_scale = max(1, norm / max_norm)).
 void fused_adamw_step(torch::optim::AdamW& optimizer, const at::Tensor& grad_scale = {});
+
+// The optimizer's state for `param` (exp_avg, exp_avg_sq, step), or null before its first step.
+torch::optim::AdamWParamState* find_adamw_state(torch::optim::AdamW& optimizer,
+                                                 const at::Tensor& param);
 
 }  // namespace posttrain::core

@@ -10,7 +10,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 #include <torch/optim/adamw.h>
@@ -20,6 +19,7 @@
 #include "common/progress.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/distributed/data_parallel.h"
+#include "core/model/autocast_scope.h"
 #include "core/train/fused_adamw.h"
 #include "core/train/metrics.h"
 #include "core/train/trainer_state.h"
@@ -51,31 +51,6 @@ double train_flops_per_token(const LlamaConfig& c, int64_t seq_len) {
 }
 
 namespace {
-
-// Turns bf16 autocast on for the device for the scope of one forward pass.
-class AutocastScope {
- public:
-  AutocastScope(at::DeviceType device, bool on) : device_(device), on_(on) {
-    if (!on_) return;
-    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
-    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
-    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, prev_enabled_);
-    at::autocast::set_autocast_dtype(device_, prev_dtype_);
-  }
-
- private:
-  at::DeviceType device_;
-  bool on_;
-  bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kFloat;
-};
 
 MicroBatch to_device(MicroBatch mb, at::Device device) {
   for (auto& [name, t] : mb.tensors) t = t.to(device, /*non_blocking=*/true);
@@ -329,19 +304,17 @@ OptimizerMoments gather_sharded_moments(ZeroShard& zero, DataParallel& dp,
   // all-reduce gives every parameter a gradient); the others send zeros that rank 0 drops.
   std::vector<int64_t> flags(n, 0);
   int64_t step = 0;
-  auto& table = optimizer.state();
   for (int64_t i = 0; i < n; ++i) {
     if (zero.owners()[i] != dp.rank()) continue;
-    auto it = table.find(params[i].unsafeGetTensorImpl());
-    if (it == table.end()) {
+    const auto* s = find_adamw_state(optimizer, params[i]);
+    if (s == nullptr) {
       avg[i] = avg_sq[i] = at::zeros_like(params[i]);
       continue;
     }
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    avg[i] = s.exp_avg();
-    avg_sq[i] = s.exp_avg_sq();
+    avg[i] = s->exp_avg();
+    avg_sq[i] = s->exp_avg_sq();
     flags[i] = 1;
-    step = std::max<int64_t>(step, s.step());
+    step = std::max<int64_t>(step, s->step());
   }
   at::Tensor has_state = at::tensor(flags, at::kLong).to(dp.device());  // [n]
   dp.all_reduce_sum_({has_state});

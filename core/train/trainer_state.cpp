@@ -15,6 +15,7 @@
 #include "common/files.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/train/fused_adamw.h"
 
 namespace fs = std::filesystem;
 
@@ -147,14 +148,12 @@ OptimizerMoments optimizer_moments(torch::optim::AdamW& optimizer,
                                    const std::vector<std::string>& names,
                                    const std::vector<at::Tensor>& params) {
   OptimizerMoments out;
-  auto& table = optimizer.state();
   for (size_t i = 0; i < params.size(); ++i) {
-    auto it = table.find(params[i].unsafeGetTensorImpl());
-    if (it == table.end()) continue;
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    out.adam_step = std::max<int64_t>(out.adam_step, s.step());
-    out.tensors.emplace_back(names[i] + ".exp_avg", s.exp_avg());
-    out.tensors.emplace_back(names[i] + ".exp_avg_sq", s.exp_avg_sq());
+    const auto* s = find_adamw_state(optimizer, params[i]);
+    if (s == nullptr) continue;
+    out.adam_step = std::max<int64_t>(out.adam_step, s->step());
+    out.tensors.emplace_back(names[i] + ".exp_avg", s->exp_avg());
+    out.tensors.emplace_back(names[i] + ".exp_avg_sq", s->exp_avg_sq());
   }
   return out;
 }
