@@ -179,15 +179,20 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
   return at::linear(out, a.o_proj->weight);
 }
 
+// SwiGLU MLP: down(silu(gate(x)) * up(x)).
+at::Tensor mlp_block(const MlpImpl& m, const at::Tensor& x) {
+  const auto act =
+      kernels::swiglu(at::linear(x, m.gate_proj->weight), at::linear(x, m.up_proj->weight));
+  return at::linear(act, m.down_proj->weight);
+}
+
+// Pre-norm residual layer: x + attn(norm(x)), then h + mlp(norm(h)).
 at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const at::Tensor& x,
                          const Rope& rope, const at::Tensor& mask) {
   const auto normed = kernels::rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps);
   auto h = x + attention_block(*l.self_attn, c, normed, rope, mask);
   const auto n = kernels::rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
-  const auto& m = *l.mlp;
-  const auto act =
-      kernels::swiglu(at::linear(n, m.gate_proj->weight), at::linear(n, m.up_proj->weight));
-  return h + at::linear(act, m.down_proj->weight);
+  return h + mlp_block(*l.mlp, n);
 }
 
 // Activation checkpointing: the forward keeps only the layer's input; backward recomputes the
