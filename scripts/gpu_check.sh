@@ -38,7 +38,7 @@ if ! "$BIN/posttrain" --help >"$OUT/smoke.log" 2>&1 || ! "$BIN/test_core" \
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPOSTTRAIN_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_PREFIX_PATH="$PREFIX" >"$OUT/configure.log" 2>&1 \
     || { tail -30 "$OUT/configure.log"; exit 1; }
-  ninja -C build-gpu -j16 posttrain bench_sft test_core >"$OUT/build.log" 2>&1 \
+  ninja -C build-gpu -j16 posttrain bench_sft test_core test_kernels >"$OUT/build.log" 2>&1 \
     || { tail -40 "$OUT/build.log"; exit 1; }
   BIN=build-gpu
 fi
@@ -46,9 +46,12 @@ fi
   | tail -3 | tee -a "$OUT/summary.txt"
 
 step "cuda tests"
-"$BIN/test_core" --gtest_filter='Cuda.*:FusedAdamW.*:TargetLogprobs.*' >"$OUT/cuda_tests.log" 2>&1
-grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[       OK|FAILED|Failure' "$OUT/cuda_tests.log" \
-  | tail -12 | tee -a "$OUT/summary.txt"
+# Every suite named Cuda* (the CUDA-only checks in each test binary), and the trainer pieces that
+# also run on the GPU.
+"$BIN/test_core" --gtest_filter='Cuda*:FusedAdamW.*:TargetLogprobs.*' >"$OUT/cuda_tests.log" 2>&1
+"$BIN/test_kernels" --gtest_filter='Cuda*' >>"$OUT/cuda_tests.log" 2>&1
+grep -E '^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure' "$OUT/cuda_tests.log" \
+  | tail -24 | tee -a "$OUT/summary.txt"
 
 step "sft benchmark"
 BIN="$BIN" bash bench/sft_gpu.sh .gpu/peer_pytorch.py >"$OUT/sft_gpu.log" 2>&1

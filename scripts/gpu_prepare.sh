@@ -11,14 +11,14 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-cmake --build "$BUILD" --target posttrain bench_sft bench_model test_core -j2 >/dev/null
+cmake --build "$BUILD" --target posttrain bench_sft bench_model test_core test_kernels -j2 >/dev/null
 rm -rf "$ROOT/.gpu" && mkdir -p "$ROOT/.deps" "$ROOT/.gpu/bin"
 cd "$ROOT/.deps"
 apt-get download libsqlite3-dev libsqlite3-0 libboost-program-options1.74-dev \
   libboost-program-options1.74.0 libboost-program-options-dev libboost1.74-dev nlohmann-json3-dev \
   libgtest-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 \
   libicu72 libicu-dev >/dev/null
-cp "$BUILD"/{posttrain,bench_sft,bench_model,test_core} "$ROOT/.gpu/bin/"
+cp "$BUILD"/{posttrain,bench_sft,bench_model,test_core,test_kernels} "$ROOT/.gpu/bin/"
 cp "$ROOT/../shared/bench/peer_pytorch.py" "$ROOT/.gpu/"
 du -sh "$ROOT/.deps" "$ROOT/.gpu"
 echo "ready: carry [\".deps\", \".gpu\"], command \"bash scripts/gpu_check.sh\""
