@@ -34,4 +34,36 @@ void swiglu_forward(const void* gate, const void* up, DType dtype, int64_t n, vo
 void swiglu_backward(const void* grad, const void* gate, const void* up, DType dtype, int64_t n,
                      void* grad_gate, void* grad_up, void* stream);
 
+// RMSNorm over rows [rows, h], optionally after a residual add (float32 maths throughout):
+//   x = residual + branch, written to sum_out in residual's dtype (branch null: x = residual,
+//   nothing written), r = 1 / sqrt(mean(x^2) + eps) per row (float32, to rstd[rows]),
+//   out = weight * (x * r) in out_dtype. The norm reads x as stored (rounded to residual's
+//   dtype); with a bf16 residual x * r is rounded to bf16 before the weight multiply, as
+//   transformers' LlamaRMSNorm does. weight is float32 [h]. 16-byte vector loads when h % 8 == 0
+//   and every pointer is 16-byte aligned, a scalar path otherwise; the result does not depend on
+//   whether branch is given (add then norm equals norm of the stored sum, bit for bit).
+void add_rms_norm_forward(const void* residual, DType residual_dtype, const void* branch,
+                          DType branch_dtype, const float* weight, int64_t rows, int64_t h,
+                          float eps, void* sum_out, void* out, DType out_dtype, float* rstd,
+                          void* stream);
+
+// Rows of float32 partial weight gradients add_rms_norm_backward writes to its workspace
+// ([partials, h]); depends only on rows and the current device's SM count, so the reduction
+// order, and so the result, is the same on every run.
+int64_t add_rms_norm_partials(int64_t rows);
+
+// Backward of add_rms_norm_forward, one pass over the rows: with gw = grad_out * weight,
+//   d_x = r * gw - x * r^3 * mean(gw * x) + grad_sum   (grad_sum null: no term),
+// written to grad_residual (residual's dtype) and, unless null, grad_branch (branch_dtype), both
+// from the float32 value;
+// grad_weight[h] (float32) = sum over rows of grad_out * (x * r), reduced in two fixed-order
+// stages through workspace [add_rms_norm_partials(rows), h], with no atomics. x is the stored
+// sum (or the residual when there was no branch), grad_out is in out_dtype, grad_sum in
+// residual's dtype.
+void add_rms_norm_backward(const void* grad_out, DType out_dtype, const void* grad_sum,
+                           const void* x, DType residual_dtype, const float* weight,
+                           const float* rstd, int64_t rows, int64_t h, void* grad_residual,
+                           void* grad_branch, DType branch_dtype, float* workspace,
+                           float* grad_weight, void* stream);
+
 }  // namespace posttrain::kernels::cuda
