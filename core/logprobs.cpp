@@ -5,81 +5,116 @@
 // - recomputed: forward and backward both walk chunks of `chunk` tokens and backward recomputes
 //   each chunk's logits, so memory stays at one chunk (one extra head matmul of compute).
 // Without a graph (scoring, reference log-probs) only the chunked forward runs.
-// Under autocast the rows and the head weight are cast to the autocast dtype first, so every
-// head matmul, forward and backward, runs in bf16 with float32 softmax maths.
+// Under autocast the head runs in the autocast dtype: both Functions take the rows and the
+// (float32 master) head weight as they are, cast each once inside, and save only the bf16 copies;
+// every head matmul, forward and backward, runs in bf16 with float32 softmax maths, and the
+// weight's gradient is written in float32 by the GEMM itself (mm_as, core/model/linear.h:
+// float32 accumulation, no bf16 [V, H] gradient and no separate cast pass), summed over chunks
+// in float32 on the recomputed path.
 #include "core/logprobs.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <c10/core/DispatchKeySet.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 
 #include "common/error.h"
+#include "core/model/linear.h"
 #include "kernels/logprob_gather.h"
 #include "kernels/logprob_rows.h"
 
 namespace posttrain::core {
 namespace {
 
-// rows [M, H], weight [V, H], targets [M] (all valid) -> [M] float32, chunk by chunk.
+// rows [M, H], weight [V, H] (one dtype), targets [M] (all valid) -> [M] float32, chunk by chunk.
 at::Tensor chunked_forward(const at::Tensor& rows, const at::Tensor& weight,
                            const at::Tensor& targets, int64_t chunk) {
   const int64_t m = rows.size(0);
   auto out = at::empty({m}, rows.options().dtype(at::kFloat));
   for (int64_t s = 0; s < m; s += chunk) {
     const int64_t n = std::min(chunk, m - s);
-    const auto logits = at::linear(rows.narrow(0, s, n), weight);  // [n, V]
+    const auto logits = at::mm(rows.narrow(0, s, n), weight.t());  // [n, V]
     out.narrow(0, s, n).copy_(
         kernels::logprob_gather(logits, targets.narrow(0, s, n), /*check_targets=*/false));
   }
   return out;
 }
 
+// Both head Functions: rows [M, H] and weight [V, H] in any float dtypes, computed in `dtype`;
+// gradients come back in the inputs' own dtypes. They run with autocast excluded (the operands
+// are cast already). The inputs' dtypes, for backward.
+void save_dtypes(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
+                 const at::Tensor& weight) {
+  ctx->saved_data["rows_dtype"] = static_cast<int64_t>(rows.scalar_type());
+  ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
+}
+at::ScalarType saved_dtype(torch::autograd::AutogradContext* ctx, const char* key) {
+  return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
+}
+
 struct RecomputedHeadLogprob : torch::autograd::Function<RecomputedHeadLogprob> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
-                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk) {
-    ctx->save_for_backward({rows, weight, targets});
+                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk,
+                            at::ScalarType dtype) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const auto r = rows.to(dtype), w = weight.to(dtype);  // [M, H], [V, H]
+    ctx->save_for_backward({r, w, targets});
     ctx->saved_data["chunk"] = chunk;
-    at::NoGradGuard no_grad;
-    return chunked_forward(rows, weight, targets, chunk);
+    save_dtypes(ctx, rows, weight);
+    return chunked_forward(r, w, targets, chunk);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto saved = ctx->get_saved_variables();
-    const auto& rows = saved[0];     // [M, H]
-    const auto& weight = saved[1];   // [V, H]
+    const auto& rows = saved[0];     // [M, H] compute dtype
+    const auto& weight = saved[1];   // [V, H] compute dtype
     const auto& targets = saved[2];  // [M]
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
     const bool want_rows = ctx->needs_input_grad(0), want_weight = ctx->needs_input_grad(1);
     const auto grad_out = grads[0].to(at::kFloat);  // [M]
     const int64_t m = rows.size(0);
-    at::Tensor grad_rows = want_rows ? at::empty_like(rows) : at::Tensor();
-    // Accumulated over chunks in float32 whatever the compute dtype.
-    at::Tensor grad_weight =
-        want_weight ? at::zeros(weight.sizes(), weight.options().dtype(at::kFloat)) : at::Tensor();
+    at::Tensor grad_rows =
+        want_rows ? at::empty(rows.sizes(), rows.options().dtype(saved_dtype(ctx, "rows_dtype")))
+                  : at::Tensor();
+    at::Tensor grad_weight;  // [V, H] float32, summed over chunks by the GEMMs
     for (int64_t s = 0; s < m; s += chunk) {
       const int64_t n = std::min(chunk, m - s);
       const auto r = rows.narrow(0, s, n);
-      const auto logits = at::linear(r, weight);  // [n, V]
+      const auto logits = at::mm(r, weight.t());  // [n, V]
       const auto dlogits =
           kernels::logprob_gather_backward(logits, targets.narrow(0, s, n),
                                            grad_out.narrow(0, s, n), /*check_targets=*/false)
               .to(weight.scalar_type());  // [n, V]
       if (want_rows) grad_rows.narrow(0, s, n).copy_(at::mm(dlogits, weight));
-      if (want_weight) grad_weight.add_(at::mm(dlogits.t(), r));
+      if (!want_weight) continue;
+      if (grad_weight.defined()) {
+        addmm_as_(grad_weight, dlogits.t(), r);
+      } else {
+        grad_weight = mm_as(dlogits.t(), r, at::kFloat);
+      }
     }
-    if (want_weight) grad_weight = grad_weight.to(weight.scalar_type());
-    return {grad_rows, grad_weight, at::Tensor(), at::Tensor()};
+    if (want_weight) {
+      const auto weight_dtype = saved_dtype(ctx, "weight_dtype");
+      grad_weight = m > 0 ? grad_weight.to(weight_dtype)
+                          : at::zeros(weight.sizes(), weight.options().dtype(weight_dtype));
+    }
+    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
-                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk) {
-    at::NoGradGuard no_grad;
-    const auto logits = at::linear(rows, weight);  // [M, V] compute dtype
+                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk,
+                            at::ScalarType dtype) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const auto r = rows.to(dtype), w = weight.to(dtype);                      // [M, H], [V, H]
+    const auto logits = at::mm(r, w.t());                                     // [M, V]
     auto [lse, out] = kernels::logprob_rows_forward(logits, targets, chunk);  // [M], [M]
-    ctx->save_for_backward({rows, weight, targets});
+    ctx->save_for_backward({r, w, targets});
+    save_dtypes(ctx, rows, weight);
     // Not through save_for_backward: backward overwrites these logits with their gradient.
     ctx->saved_data["logits"] = logits;
     ctx->saved_data["lse"] = lse;
@@ -89,18 +124,25 @@ struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto saved = ctx->get_saved_variables();
-    const auto& rows = saved[0];     // [M, H]
-    const auto& weight = saved[1];   // [V, H]
-    const auto& targets = saved[2];  // [M]
+    const auto& rows = saved[0];                          // [M, H] compute dtype
+    const auto& weight = saved[1];                        // [V, H] compute dtype
+    const auto& targets = saved[2];                       // [M]
     auto dlogits = ctx->saved_data["logits"].toTensor();  // [M, V], becomes d(logits)
     const auto lse = ctx->saved_data["lse"].toTensor();   // [M]
     ctx->saved_data.erase("logits");
     kernels::logprob_rows_backward_(dlogits, targets, lse, grads[0],
                                     ctx->saved_data["chunk"].toInt());
-    at::Tensor grad_rows = ctx->needs_input_grad(0) ? at::mm(dlogits, weight) : at::Tensor();
-    at::Tensor grad_weight = ctx->needs_input_grad(1) ? at::mm(dlogits.t(), rows) : at::Tensor();
-    return {grad_rows, grad_weight, at::Tensor(), at::Tensor()};
+    // Straight into the inputs' dtypes: a float32 master weight's gradient is accumulated and
+    // written in float32 by the GEMM (mm_as), never rounded to bf16.
+    at::Tensor grad_rows = ctx->needs_input_grad(0)
+                               ? mm_as(dlogits, weight, saved_dtype(ctx, "rows_dtype"))
+                               : at::Tensor();
+    at::Tensor grad_weight = ctx->needs_input_grad(1)
+                                 ? mm_as(dlogits.t(), rows, saved_dtype(ctx, "weight_dtype"))
+                                 : at::Tensor();
+    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -130,21 +172,20 @@ at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
                        " outside the vocabulary [0, " + std::to_string(V) + ")");
     }
   }
+  // The head's compute dtype: autocast's on this device, else the weight's.
   const auto dev = hidden.device().type();
-  if (at::autocast::is_autocast_enabled(dev)) {
-    const auto low = at::autocast::get_autocast_dtype(dev);
-    rows = rows.to(low);
-    weight = weight.to(low);
-  }
+  const auto dtype = at::autocast::is_autocast_enabled(dev) ? at::autocast::get_autocast_dtype(dev)
+                                                            : weight.scalar_type();
   at::Tensor lp;  // [M] float32
   const bool graph = at::GradMode::is_enabled() && (rows.requires_grad() || weight.requires_grad());
   if (!graph) {
     at::NoGradGuard no_grad;
-    lp = chunked_forward(rows, weight, picked, chunk_tokens);
-  } else if (m * V * static_cast<int64_t>(rows.element_size()) <= keep_logits_bytes) {
-    lp = KeptHeadLogprob::apply(rows, weight, picked, chunk_tokens);
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    lp = chunked_forward(rows.to(dtype), weight.to(dtype), picked, chunk_tokens);
+  } else if (m * V * static_cast<int64_t>(c10::elementSize(dtype)) <= keep_logits_bytes) {
+    lp = KeptHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype);
   } else {
-    lp = RecomputedHeadLogprob::apply(rows, weight, picked, chunk_tokens);
+    lp = RecomputedHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype);
   }
   auto out = at::zeros({B * T}, lp.options());
   return out.index_put({idx}, lp).view({B, T});

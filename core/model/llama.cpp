@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "core/model/autocast_scope.h"
+#include "core/model/linear.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -153,14 +154,14 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
                            const Rope& rope, const at::Tensor& mask) {
   const int64_t B = x.size(0), T = x.size(1), hd = c.resolved_head_dim();
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  // RoPE in the projections' own layout [B, T, heads, hd], then the heads-first view.
-  auto q = kernels::apply_rope(at::linear(x, a.q_proj->weight).view({B, T, nh, hd}), rope.cos,
-                               rope.sin)
+  // q, k, v from one GEMM against the stacked projections: column blocks of one [B, T, S]
+  // result. RoPE in the projections' own layout [B, T, heads, hd], then the heads-first view.
+  const auto qkv = linear_fused(x, {a.q_proj->weight, a.k_proj->weight, a.v_proj->weight});
+  auto q = kernels::apply_rope(qkv[0].view({B, T, nh, hd}), rope.cos, rope.sin)
                .transpose(1, 2);  // [B, nh, T, hd]
-  auto k = kernels::apply_rope(at::linear(x, a.k_proj->weight).view({B, T, nkv, hd}), rope.cos,
-                               rope.sin)
-               .transpose(1, 2);                                                     // [B,nkv,T,hd]
-  auto v = at::linear(x, a.v_proj->weight).view({B, T, nkv, hd}).transpose(1, 2);  // [B,nkv,T,hd]
+  auto k = kernels::apply_rope(qkv[1].view({B, T, nkv, hd}), rope.cos, rope.sin)
+               .transpose(1, 2);                                 // [B, nkv, T, hd]
+  auto v = qkv[2].view({B, T, nkv, hd}).transpose(1, 2);        // [B, nkv, T, hd]
   // Without a mask the flash kernels (CUDA, and CPU's) read the shared kv heads themselves
   // (enable_gqa); otherwise each kv head is copied out to its nh / nkv query heads (expand is a
   // view, one copy on reshape), which the masked kernels need.
@@ -176,14 +177,15 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
     out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, std::nullopt, native_gqa);
   }
   out = out.transpose(1, 2).reshape({B, T, nh * hd});  // [B, T, nh*hd]
-  return at::linear(out, a.o_proj->weight);
+  return core::linear(out, a.o_proj->weight);
 }
 
-// SwiGLU MLP: down(silu(gate(x)) * up(x)).
+// SwiGLU MLP: down(silu(gate(x)) * up(x)). Gate and up share one cast of x but get their own
+// contiguous outputs (kSeparate): the SwiGLU kernels would copy strided column blocks.
 at::Tensor mlp_block(const MlpImpl& m, const at::Tensor& x) {
-  const auto act =
-      kernels::swiglu(at::linear(x, m.gate_proj->weight), at::linear(x, m.up_proj->weight));
-  return at::linear(act, m.down_proj->weight);
+  const auto gate_up =
+      linear_fused(x, {m.gate_proj->weight, m.up_proj->weight}, FusedLayout::kSeparate);
+  return core::linear(kernels::swiglu(gate_up[0], gate_up[1]), m.down_proj->weight);
 }
 
 // Pre-norm residual layer: x + attn(norm(x)), then h + mlp(norm(h)).
@@ -366,7 +368,7 @@ at::Tensor LlamaModelImpl::rewards(const ForwardInputs& in) {
     throw UsageError("rewards() needs a reward model (LlamaForSequenceClassification)");
   }
   const auto hidden = hidden_states(in);                                      // [B, T, H]
-  const auto scores = at::linear(hidden, parts_->score->weight).squeeze(-1);  // [B, T]
+  const auto scores = core::linear(hidden, parts_->score->weight).squeeze(-1);  // [B, T]
   const int64_t T = in.input_ids.size(1);
   const auto dev = scores.device();
   const auto idx = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
