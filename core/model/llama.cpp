@@ -13,6 +13,9 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <cmath>
+#include <optional>
+#include <tuple>
+#include <utility>
 
 #include "common/error.h"
 #include "core/model/autocast_scope.h"
@@ -188,18 +191,50 @@ at::Tensor mlp_block(const MlpImpl& m, const at::Tensor& x) {
   return core::linear(kernels::swiglu(gate_up[0], gate_up[1]), m.down_proj->weight);
 }
 
-// Pre-norm residual layer: x + attn(norm(x)), then h + mlp(norm(h)).
-at::Tensor layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c, const at::Tensor& x,
-                         const Rope& rope, const at::Tensor& mask) {
-  const auto normed = kernels::rms_norm(x, l.input_layernorm->weight, c.rms_norm_eps);
-  auto h = x + attention_block(*l.self_attn, c, normed, rope, mask);
-  const auto n = kernels::rms_norm(h, l.post_attention_layernorm->weight, c.rms_norm_eps);
-  return h + mlp_block(*l.mlp, n);
+// The dtype the norms write: under autocast the autocast dtype, the value autocast's cast in
+// each linear reading the norm would give (computed once, not once per linear); else the
+// norm's own (nullopt).
+std::optional<at::ScalarType> norm_dtype(const at::Tensor& x) {
+  const auto dev = x.device().type();
+  if (at::autocast::is_autocast_enabled(dev)) return at::autocast::get_autocast_dtype(dev);
+  return std::nullopt;
 }
 
-// Activation checkpointing: the forward keeps only the layer's input; backward recomputes the
-// layer with autograd on and differentiates it. No randomness inside a layer, so recomputation
-// is exact.
+// Pre-norm residual layer from its input x and input_layernorm(x): h = x + attn(normed), then
+// the output h + mlp(norm(h)) returned unsummed as {h, mlp}, so the next layer's input norm (or
+// the final norm) fuses that add. The mid-layer add runs fused with its norm.
+std::pair<at::Tensor, at::Tensor> layer_body(const DecoderLayerImpl& l, const LlamaConfig& c,
+                                             const at::Tensor& x, const at::Tensor& normed,
+                                             const Rope& rope, const at::Tensor& mask) {
+  const auto attn = attention_block(*l.self_attn, c, normed, rope, mask);
+  const auto [h, n] = kernels::add_rms_norm(x, attn, l.post_attention_layernorm->weight,
+                                            c.rms_norm_eps, norm_dtype(x));
+  return {h, mlp_block(*l.mlp, n)};
+}
+
+// The layer's input norm on x = residual + branch (the previous layer's unsummed output;
+// branch undefined for the first layer), fused with that add: {x, input_layernorm(x)}.
+std::pair<at::Tensor, at::Tensor> layer_input(const DecoderLayerImpl& l, const LlamaConfig& c,
+                                              const at::Tensor& residual,
+                                              const at::Tensor& branch) {
+  return kernels::add_rms_norm(residual, branch, l.input_layernorm->weight, c.rms_norm_eps,
+                               norm_dtype(residual));
+}
+
+// Pre-norm residual layer: x = residual + branch, h = x + attn(norm(x)), returns
+// {h, mlp(norm(h))} (the layer's output is their sum).
+std::pair<at::Tensor, at::Tensor> layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c,
+                                                const at::Tensor& residual,
+                                                const at::Tensor& branch, const Rope& rope,
+                                                const at::Tensor& mask) {
+  const auto [x, normed] = layer_input(l, c, residual, branch);
+  return layer_body(l, c, x, normed, rope, mask);
+}
+
+// Activation checkpointing: the forward keeps only the layer's input x (the sum of the pending
+// residual and branch, which it computes fused with the input norm); backward recomputes the
+// layer from x with autograd on and differentiates it. No randomness inside a layer, and the
+// norm of x alone equals the fused add + norm bit for bit, so recomputation is exact.
 struct LayerCall : torch::CustomClassHolder {
   const DecoderLayerImpl* layer;
   const LlamaConfig* config;
@@ -213,13 +248,22 @@ struct LayerCall : torch::CustomClassHolder {
 };
 
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::TensorList& params, c10::IValue call) {
+  // residual, branch (nullopt before the first layer) -> {h, mlp} as layer_forward.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& residual,
+                                                const std::optional<at::Tensor>& branch,
+                                                const at::TensorList& params, c10::IValue call) {
     const auto* c = static_cast<LayerCall*>(call.toCapsule().get());
     ctx->saved_data["call"] = call;
-    ctx->save_for_backward({x});
+    ctx->saved_data["has_branch"] = branch.has_value();
+    ctx->saved_data["branch_type"] =
+        static_cast<int64_t>(branch ? branch->scalar_type() : residual.scalar_type());
     at::NoGradGuard no_grad;
-    return layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
+    const auto [x, normed] =
+        layer_input(*c->layer, *c->config, residual, branch.value_or(at::Tensor()));
+    ctx->save_for_backward({x});
+    const auto [h, mlp] = layer_body(*c->layer, *c->config, x, normed, c->rope, c->mask);
+    return {h, mlp};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -227,14 +271,21 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     const auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
     std::vector<at::Tensor> inputs{x};
     for (const auto& p : c->layer->parameters()) inputs.push_back(p);
-    at::Tensor out;
+    std::pair<at::Tensor, at::Tensor> out;
     {
       at::AutoGradMode grad_on(true);
       AutocastScope precision(c->device, c->autocast, c->autocast_dtype);
-      out = layer_forward(*c->layer, *c->config, x, c->rope, c->mask);
+      const auto [x2, normed] = layer_input(*c->layer, *c->config, x, at::Tensor());
+      out = layer_body(*c->layer, *c->config, x2, normed, c->rope, c->mask);
     }
-    auto g = torch::autograd::grad({out}, inputs, {grads[0]}, false, false, true);
-    // Outputs: grad for x, one per parameter, none for the capsule.
+    auto g = torch::autograd::grad({out.first, out.second}, inputs, {grads[0], grads[1]}, false,
+                                   false, true);
+    // Outputs: grads for the residual and the branch (both d x; none without a branch), one
+    // per parameter, none for the capsule.
+    const auto branch_type = static_cast<at::ScalarType>(ctx->saved_data["branch_type"].toInt());
+    const bool has_branch = ctx->saved_data["has_branch"].toBool();
+    const auto dx = g[0];
+    g.insert(g.begin() + 1, has_branch && dx.defined() ? dx.to(branch_type) : at::Tensor());
     g.push_back(at::Tensor());
     return g;
   }
@@ -328,6 +379,9 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
   const auto mask = attention_mask_for(in);
 
   const bool checkpoint = activation_checkpointing_ && at::GradMode::is_enabled();
+  // Each layer returns its output as residual x and branch (their sum unformed): the next
+  // layer's input norm adds them fused with the norm.
+  at::Tensor branch;
   for (const auto& layer : model.list) {
     if (checkpoint) {
       auto call = c10::make_intrusive<LayerCall>();
@@ -339,12 +393,18 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
       call->autocast = at::autocast::is_autocast_enabled(dev.type());
       call->autocast_dtype = at::autocast::get_autocast_dtype(dev.type());
       const auto params = layer->parameters();
-      x = CheckpointedLayer::apply(x, at::TensorList(params), c10::IValue::make_capsule(call));
+      const auto out = CheckpointedLayer::apply(
+          x, branch.defined() ? std::optional<at::Tensor>(branch) : std::nullopt,
+          at::TensorList(params), c10::IValue::make_capsule(call));
+      x = out[0];
+      branch = out[1];
     } else {
-      x = layer_forward(*layer, c, x, rope, mask);
+      std::tie(x, branch) = layer_forward(*layer, c, x, branch, rope, mask);
     }
   }
-  return kernels::rms_norm(x, model.norm->weight, c.rms_norm_eps);
+  // The last layer's output add, fused with the final norm.
+  return kernels::add_rms_norm(x, branch, model.norm->weight, c.rms_norm_eps, norm_dtype(x))
+      .second;
 }
 
 at::Tensor LlamaModelImpl::lm_head_weight() const {
