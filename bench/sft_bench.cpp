@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1, threads = 0;
   int64_t keep_logits_mb = core::kDefaultKeepLogitsBytes >> 20, checkpointing = 0;
   double prompt_frac = 0.0;
-  int64_t profile = 0;
+  int64_t profile = 0, row_split = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
     else if (k == "--checkpointing") checkpointing = std::stoll(v);
     else if (k == "--prompt-frac") prompt_frac = std::stod(v);
     else if (k == "--profile") profile = std::stoll(v);
+    else if (k == "--row-split") row_split = std::stoll(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -204,6 +205,7 @@ int main(int argc, char** argv) {
     return sft::sft_loss_sum(*m, b, chunk, keep);
   };
   core::Trainer trainer(o, model, loss, rows, nullptr);
+  trainer.set_rows_independent(row_split != 0);  // as posttrain sft does
   auto sync = [cuda] {
     if (cuda) torch::cuda::synchronize();
   };

@@ -277,6 +277,7 @@ core::TrainResult run_sft(const nlohmann::json& resolved) {
       },
       train_rows, eval_rows, dp);
   trainer.set_label("sft");
+  trainer.set_rows_independent(true);  // the loss is a sum over each row's own targets
   trainer.set_run_info({{"stage", "sft"}, {"config", resolved}});
   trainer.set_save_extra([tok](const std::string& dir) { tok.save_dir(dir); });
   core::TrainResult r = trainer.run();

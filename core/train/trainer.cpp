@@ -20,6 +20,7 @@
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/distributed/data_parallel.h"
 #include "core/model/autocast_scope.h"
+#include "core/train/cpu_parallel.h"
 #include "core/train/fused_adamw.h"
 #include "core/train/metrics.h"
 #include "core/train/trainer_state.h"
@@ -209,6 +210,11 @@ double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) 
   const double denom = static_cast<double>(global_targets);
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(impl_->device));
   for (auto& mb_cpu : micro) {
+    const int64_t parts = std::min<int64_t>(coarse_threads(), mb_cpu.num_rows);
+    if (rows_independent_ && impl_->device.is_cpu() && parts > 1) {
+      loss_sum += row_split_backward(mb_cpu, parts, denom);
+      continue;
+    }
     MicroBatch mb = to_device(std::move(mb_cpu), impl_->device);
     at::Tensor sum;
     {
@@ -221,6 +227,57 @@ double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) 
   impl_->last_tokens = local_tokens;
   impl_->last_rows = static_cast<int64_t>(rows.size());
   return loss_sum.item<double>();
+}
+
+at::Tensor Trainer::row_split_backward(const MicroBatch& mb, int64_t parts, double denom) {
+  // Slices of whole rows, one per thread: rows are independent, so the micro-batch's loss sum and
+  // gradient are the sums of the slices' (up to float rounding order).
+  const std::vector<int64_t> bounds = balanced_runs(std::vector<int64_t>(mb.num_rows, 1), parts);
+  const int64_t n = static_cast<int64_t>(bounds.size()) - 1;
+  const auto& params = impl_->params;
+  // Slice 0 accumulates into .grad as the unsplit path does; the others' gradients are kept
+  // apart ([slice][param], undefined when unused) and added afterwards in slice order, so the
+  // result does not depend on which thread finishes first.
+  std::vector<std::vector<at::Tensor>> grads(n);
+  std::vector<at::Tensor> sums(n);
+  std::vector<int64_t> slices(n + 1);  // run r of `slices` is slice r
+  for (int64_t r = 0; r <= n; ++r) slices[r] = r;
+  for_each_run(slices, [&](int64_t r, int64_t) {
+    const int64_t b0 = bounds[r], rows = bounds[r + 1] - b0;
+    MicroBatch part;
+    part.num_rows = rows;
+    for (const auto& [name, t] : mb.tensors) {
+      part.tensors[name] = t.dim() > 0 && t.size(0) == mb.num_rows ? t.narrow(0, b0, rows) : t;
+    }
+    const at::Tensor sum = loss_(model_, part);  // scalar
+    const at::Tensor scaled = sum.to(at::kFloat) / denom;
+    if (r == 0) {
+      scaled.backward();
+    } else {
+      grads[r] = torch::autograd::grad({scaled}, params, {}, /*retain_graph=*/false,
+                                       /*create_graph=*/false, /*allow_unused=*/true);
+    }
+    sums[r] = sum.detach().to(at::kDouble);
+  });
+  std::vector<int64_t> sizes;
+  for (const auto& p : params) sizes.push_back(p.numel());
+  for_each_run(balanced_runs(sizes, coarse_threads()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      auto& p = const_cast<at::Tensor&>(params[i]);
+      for (int64_t r = 1; r < n; ++r) {
+        const at::Tensor& g = grads[r][i];
+        if (!g.defined()) continue;
+        if (p.grad().defined()) {
+          p.mutable_grad().add_(g);
+        } else {
+          p.mutable_grad() = g;
+        }
+      }
+    }
+  });
+  at::Tensor total = sums[0];
+  for (int64_t r = 1; r < n; ++r) total = total + sums[r];
+  return total;
 }
 
 std::pair<double, double> Trainer::train_step(int64_t step) {
@@ -247,7 +304,20 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
   }
   at::Tensor total, divisor;
   if (!grads.empty()) {
-    total = at::stack(at::_foreach_norm(grads, 2)).to(at::kFloat).norm(2);  // scalar
+    std::vector<at::Tensor> norms;
+    const int64_t threads = coarse_threads();
+    if (impl_->device.is_cpu() && threads > 1) {
+      // One parallel region for all the norms (see cpu_parallel.h), not one per tensor.
+      norms.resize(grads.size());
+      std::vector<int64_t> sizes;
+      for (const auto& g : grads) sizes.push_back(g.numel());
+      for_each_run(balanced_runs(sizes, threads), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) norms[i] = at::linalg_vector_norm(grads[i], 2);
+      });
+    } else {
+      norms = at::_foreach_norm(grads, 2);
+    }
+    total = at::stack(norms).to(at::kFloat).norm(2);  // scalar
     if (options_.max_grad_norm > 0) {
       divisor = ((total + 1e-6) / options_.max_grad_norm).clamp_min(1.0);  // scalar float32
     }

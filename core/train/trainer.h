@@ -70,6 +70,11 @@ class Trainer {
   void set_run_info(nlohmann::json info) { run_info_ = std::move(info); }
   // Progress-bar label ("sft").
   void set_label(std::string label) { label_ = std::move(label); }
+  // Declares that the loss sum of a micro-batch is the sum of its rows' own terms (SFT; not a
+  // loss that pairs rows, like DPO's). On CPU with several intra-op threads the trainer then
+  // runs each micro-batch as one slice of rows per thread, ops single-threaded inside, and sums
+  // the slices' gradients in slice order: one fork/join per micro-batch instead of one per op.
+  void set_rows_independent(bool on) { rows_independent_ = on; }
 
   // Optimizer steps of the whole run (max_steps, or epochs over the rows / global batch).
   int64_t total_steps();
@@ -102,6 +107,10 @@ class Trainer {
   void save_checkpoint(int64_t step);
   int64_t try_resume();
   void log_line(const nlohmann::json& line);
+  // Forward and backward of `mb` (on the CPU) as `parts` row slices in parallel (see
+  // set_rows_independent); adds the gradient of loss_sum / denom to the parameters' and returns
+  // the loss sum (a float64 scalar).
+  at::Tensor row_split_backward(const MicroBatch& mb, int64_t parts, double denom);
 
   TrainerOptions options_;
   LlamaModel model_;
@@ -111,6 +120,7 @@ class Trainer {
   std::function<void(const std::string&)> save_extra_;
   nlohmann::json run_info_ = nlohmann::json::object();
   std::string label_ = "train";
+  bool rows_independent_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
