@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -135,6 +136,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
     auto r = at::empty({n}, res.options().dtype(at::kFloat));                       // [N]
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
     if (res.is_cuda()) {
+      const c10::OptionalDeviceGuard device(res.device());
       cuda::add_rms_norm_forward(
           res.data_ptr(), dtype_of(res), has_branch ? br.data_ptr() : nullptr,
           has_branch ? dtype_of(br) : dtype_of(res), w.data_ptr<float>(), n, h,
@@ -182,6 +184,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
     auto dw = at::empty({h}, w.options());
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
     if (x.is_cuda()) {
+      const c10::OptionalDeviceGuard device(x.device());
       auto work = at::empty({cuda::add_rms_norm_partials(n), h}, w.options());
       cuda::add_rms_norm_backward(
           g.data_ptr(), dtype_of(g), gs.defined() ? gs.data_ptr() : nullptr, x.data_ptr(),

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -66,5 +67,20 @@ __device__ __forceinline__ void st8(__nv_bfloat16* p, const float (&v)[kPack]) {
 
 // Host side: whether p (null counts as aligned) suits ld8 / st8.
 inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Host side: blocks of `threads` for a grid-stride loop over `work` items: one item per thread
+// when that is fewer than the device holds at once (8 blocks of 256 threads per SM), else that
+// many blocks looping.
+inline unsigned grid_for(int64_t work, int threads) {
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      sms <= 0) {
+    sms = 1;
+  }
+  const int64_t full = static_cast<int64_t>(sms) * (2048 / threads);
+  const int64_t need = (work + threads - 1) / threads;
+  return static_cast<unsigned>(need < full ? (need > 0 ? need : 1) : full);
+}
 
 }  // namespace posttrain::kernels::cuda

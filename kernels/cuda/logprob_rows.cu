@@ -1,6 +1,8 @@
 // Row-wise log-softmax + gather over a [rows, vocab] logits matrix kept in its compute dtype:
 // one block per row streams the row once (online max and sum of exponentials), so neither
-// direction materialises a float32 copy of the logits. See launch.h for the contract.
+// direction materialises a float32 copy of the logits. When the vocabulary is a multiple of 8
+// and the logits 16-byte aligned, a thread reads packs of 8 through 16-byte loads (one max
+// update per pack), otherwise element by element. See launch.h for the contract.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -29,11 +31,26 @@ __device__ __forceinline__ void merge(float& m, float& s, float om, float os) {
 
 template <typename T>
 __global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __restrict__ targets,
-                               int64_t vocab, float* __restrict__ lse, float* __restrict__ lp) {
+                               int64_t vocab, bool vec, float* __restrict__ lse,
+                               float* __restrict__ lp) {
   const int64_t row = blockIdx.x;
   const T* x = logits + row * vocab;
   float m = -FLT_MAX, s = 0.f;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+  const int64_t packs = vec ? vocab / kPack : 0;
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+    float v[kPack];
+    ld8(x + p * kPack, v);
+    float pm = v[0];
+#pragma unroll
+    for (int i = 1; i < kPack; ++i) pm = fmaxf(pm, v[i]);
+    if (pm > m) {
+      s *= __expf(m - pm);
+      m = pm;
+    }
+#pragma unroll
+    for (int i = 0; i < kPack; ++i) s += __expf(v[i] - m);
+  }
+  for (int64_t j = packs * kPack + threadIdx.x; j < vocab; j += blockDim.x) {
     const float v = ld(x, j);
     if (v > m) {
       s = s * __expf(m - v) + 1.f;
@@ -75,12 +92,23 @@ __global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __re
 template <typename T>
 __global__ void backward_kernel(T* __restrict__ logits, const int64_t* __restrict__ targets,
                                 const float* __restrict__ lse, const float* __restrict__ grad,
-                                int64_t vocab) {
+                                int64_t vocab, bool vec) {
   const int64_t row = blockIdx.x;
   T* x = logits + row * vocab;
   const float l = lse[row], g = grad[row];
   const int64_t t = targets[row];
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+  const int64_t packs = vec ? vocab / kPack : 0;
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+    float v[kPack];
+    ld8(x + p * kPack, v);
+#pragma unroll
+    for (int i = 0; i < kPack; ++i) {
+      v[i] = -g * __expf(v[i] - l);
+      if (p * kPack + i == t) v[i] += g;
+    }
+    st8(x + p * kPack, v);
+  }
+  for (int64_t j = packs * kPack + threadIdx.x; j < vocab; j += blockDim.x) {
     float d = -g * __expf(ld(x, j) - l);
     if (j == t) d += g;
     st(x, j, d);
@@ -93,12 +121,13 @@ void logprob_rows_forward(const void* logits, DType dtype, const int64_t* target
                           int64_t vocab, float* lse, float* lp, void* stream) {
   if (rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
+  const bool vec = vocab % kPack == 0 && is_aligned16(logits);  // every row aligned then
   if (dtype == DType::kBFloat16) {
     forward_kernel<<<rows, kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(logits), targets,
-                                             vocab, lse, lp);
+                                             vocab, vec, lse, lp);
   } else {
     forward_kernel<<<rows, kThreads, 0, s>>>(static_cast<const float*>(logits), targets, vocab,
-                                             lse, lp);
+                                             vec, lse, lp);
   }
 }
 
@@ -107,12 +136,13 @@ void logprob_rows_backward_inplace(void* logits, DType dtype, const int64_t* tar
                                    int64_t vocab, void* stream) {
   if (rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
+  const bool vec = vocab % kPack == 0 && is_aligned16(logits);
   if (dtype == DType::kBFloat16) {
     backward_kernel<<<rows, kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(logits), targets, lse,
-                                              grad, vocab);
+                                              grad, vocab, vec);
   } else {
     backward_kernel<<<rows, kThreads, 0, s>>>(static_cast<float*>(logits), targets, lse, grad,
-                                              vocab);
+                                              vocab, vec);
   }
 }
 

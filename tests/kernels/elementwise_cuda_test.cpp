@@ -1,0 +1,142 @@
+// Our vectorised CUDA kernels for SwiGLU, RoPE and the log-prob rows (kernels/cuda/*.cu: packs of
+// 8 through 16-byte accesses, a scalar tail, scalar kernels for misaligned pointers or widths
+// that do not split into packs) against float64 CPU references: values and gradients, float32
+// and bf16, at sizes with and without a tail, and on views shifted off the 16-byte alignment
+// (a narrow() of a larger buffer) so both paths of each kernel run. Skips without a CUDA device.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/autograd.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/logprob_rows.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+namespace posttrain::kernels {
+namespace {
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
+
+// max |ours - ref| <= tol * max |ref| (ref float64 on the CPU).
+void expect_near(const at::Tensor& ours, const at::Tensor& ref, double tol, const char* what) {
+  ASSERT_TRUE(ours.defined()) << what;
+  ASSERT_EQ(ours.sizes(), ref.sizes()) << what;
+  const auto a = ours.detach().cpu().to(at::kDouble);
+  const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
+  const double err = (a - ref).abs().max().item<double>();
+  EXPECT_TRUE(a.isfinite().all().item<bool>()) << what;
+  EXPECT_LE(err, tol * scale) << what << ": max abs error " << err << ", reference scale "
+                              << scale;
+}
+
+// A CUDA copy of t living `offset` elements into a larger buffer (offset 0: a plain copy).
+at::Tensor on_gpu(const at::Tensor& t, int64_t offset) {
+  if (offset == 0) return t.cuda();
+  auto buf = at::zeros({t.numel() + offset}, t.options().device(at::kCUDA));
+  auto view = buf.narrow(0, offset, t.numel()).view(t.sizes());
+  view.copy_(t);
+  return view;
+}
+
+double tol_for(at::ScalarType t) { return t == at::kFloat ? 1e-5 : 1.0 / 128; }
+
+const char* name_of(at::ScalarType t) { return t == at::kFloat ? "float32" : "bf16"; }
+
+TEST(CudaVectorised, SwigluOddSizesAndMisalignedViewsMatchFloat64) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(0);
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const int64_t n : {1, 7, 8, 9, 4101, (1 << 20) + 3}) {
+      // 0: aligned; 1: every pointer misaligned; 8: 16 bytes in for bf16 (aligned), 32 for
+      // float32 (aligned too), so the vector path again after an offset.
+      for (const int64_t offset : {0, 1, 8}) {
+        SCOPED_TRACE(std::string(name_of(dtype)) + " n=" + std::to_string(n) +
+                     " offset=" + std::to_string(offset));
+        const auto g0 = (at::randn({n}) * 3).to(dtype), u0 = at::randn({n}).to(dtype);
+        const auto d0 = at::randn({n}).to(dtype);
+        auto g = on_gpu(g0, offset).requires_grad_(true);
+        auto u = on_gpu(u0, 0).requires_grad_(true);  // mixed alignment when offset is odd
+        const auto out = swiglu(g, u);
+        ASSERT_EQ(out.scalar_type(), dtype);
+        out.backward(on_gpu(d0, offset));
+        const auto gd = g0.to(at::kDouble), ud = u0.to(at::kDouble), dd = d0.to(at::kDouble);
+        const auto sig = at::sigmoid(gd);
+        expect_near(out, gd * sig * ud, tol_for(dtype), "out");
+        expect_near(g.grad(), dd * ud * sig * (1 + gd * (1 - sig)), tol_for(dtype), "d gate");
+        expect_near(u.grad(), dd * gd * sig, tol_for(dtype), "d up");
+      }
+    }
+  }
+}
+
+TEST(CudaVectorised, RopeWidthsAndMisalignedViewsMatchFloat64) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(1);
+  const int64_t B = 2, T = 5, H = 3;
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const auto cos_dtype : {dtype, at::kFloat}) {
+      // 64, 128: packs of 8 pairs; 24 (12 pairs), 6 (3 pairs): the scalar kernel.
+      for (const int64_t D : {64, 128, 24, 6}) {
+        for (const int64_t offset : {0, 1}) {
+          SCOPED_TRACE(std::string(name_of(dtype)) + " cos " + name_of(cos_dtype) +
+                       " D=" + std::to_string(D) + " offset=" + std::to_string(offset));
+          const auto x0 = at::randn({B, T, H, D}).to(dtype);
+          const auto ang = at::randn({B, T, D}) * 3;
+          const auto c0 = ang.cos().to(cos_dtype), s0 = ang.sin().to(cos_dtype);
+          const auto d0 = at::randn({B, T, H, D}).to(dtype);
+          auto x = on_gpu(x0, offset).requires_grad_(true);
+          const auto out = apply_rope(x, on_gpu(c0, offset), on_gpu(s0, offset));
+          ASSERT_EQ(out.scalar_type(), dtype);
+          out.backward(on_gpu(d0, offset));
+          auto xd = x0.to(at::kDouble).requires_grad_(true);
+          const auto cd = c0.to(at::kDouble).unsqueeze(2), sd = s0.to(at::kDouble).unsqueeze(2);
+          const int64_t half = D / 2;
+          const auto rot = at::cat({-xd.narrow(-1, half, half), xd.narrow(-1, 0, half)}, -1);
+          const auto want = xd * cd + rot * sd;
+          want.backward(d0.to(at::kDouble));
+          expect_near(out, want, tol_for(dtype), "out");
+          expect_near(x.grad(), xd.grad(), tol_for(dtype), "d x");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaVectorised, LogprobRowsVocabulariesAndMisalignedLogitsMatchFloat64) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(2);
+  const int64_t M = 37;
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    // 1024, 32000, 8: packs of 8; 1003, 5: the scalar loop.
+    for (const int64_t V : {1024, 32000, 8, 1003, 5}) {
+      for (const int64_t offset : {0, 1}) {
+        SCOPED_TRACE(std::string(name_of(dtype)) + " V=" + std::to_string(V) +
+                     " offset=" + std::to_string(offset));
+        const auto l0 = (at::randn({M, V}) * 4).to(dtype);
+        const auto t0 = at::randint(0, V, {M}, at::kLong);
+        const auto g0 = at::randn({M});
+        auto logits = on_gpu(l0, offset);
+        const auto [lse, lp] = logprob_rows_forward(logits, t0.cuda(), 8);
+        const auto ld = l0.to(at::kDouble);
+        const auto want_lse = at::logsumexp(ld, {1});
+        const auto want_lp = ld.gather(1, t0.unsqueeze(1)).squeeze(1) - want_lse;
+        expect_near(lse, want_lse, 1e-5, "lse");
+        // The log-probs against the scale of the logits (a log-prob near 0 has no scale).
+        EXPECT_LE((lp.cpu().to(at::kDouble) - want_lp).abs().max().item<double>(),
+                  1e-5 * ld.abs().max().item<double>());
+        logprob_rows_backward_(logits, t0.cuda(), lse, g0.cuda(), 8);
+        const auto onehot = at::zeros({M, V}, at::kDouble).scatter_(1, t0.unsqueeze(1), 1.0);
+        const auto want_d = g0.to(at::kDouble).unsqueeze(1) * (onehot - at::softmax(ld, 1));
+        expect_near(logits, want_d, dtype == at::kFloat ? 1e-5 : 1.0 / 64, "d logits");
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace posttrain::kernels
