@@ -149,9 +149,10 @@ TEST(CudaAddRmsNorm, VectorisedWidthsMatchFloat64) {
 TEST(CudaAddRmsNorm, ScalarWidthsMatchFloat64) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(1);
-  // Not a multiple of 8, or too wide for 4 packs per thread at 256 threads.
+  // Not a multiple of 8, or too wide for 4 packs per thread at 256 threads. (Not h = 1: there
+  // the norm's gradient is a difference of nearly equal terms, ill-conditioned in float32.)
   for (const auto& c : configs()) {
-    for (const int64_t h : {1, 37, 300, 8200, 20001}) {
+    for (const int64_t h : {3, 37, 300, 8200, 20001}) {
       for (const int64_t rows : {1, 5, 130}) check(c, rows, h);
     }
   }
