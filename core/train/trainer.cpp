@@ -60,6 +60,9 @@ MicroBatch to_device(MicroBatch mb, at::Device device) {
 
 bool is_terminal() { return isatty(STDERR_FILENO) == 1; }
 
+// Row slices past the first keep their own gradients until they are summed: at most this much.
+constexpr int64_t kRowSplitMaxExtraBytes = int64_t{1} << 30;
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -209,10 +212,16 @@ double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) 
   *global_targets_out = global_targets;
   const double denom = static_cast<double>(global_targets);
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(impl_->device));
+  // Row slices (see set_rows_independent) when every thread gets at least one row and the
+  // slices' own gradients fit kRowSplitMaxExtraBytes; else the ops split themselves.
+  const int64_t threads = coarse_threads();
+  int64_t param_bytes = 0;
+  for (const auto& p : impl_->params) param_bytes += p.numel() * p.element_size();
+  const bool row_split = rows_independent_ && impl_->device.is_cpu() && threads > 1 &&
+                         (threads - 1) * param_bytes <= kRowSplitMaxExtraBytes;
   for (auto& mb_cpu : micro) {
-    const int64_t parts = std::min<int64_t>(coarse_threads(), mb_cpu.num_rows);
-    if (rows_independent_ && impl_->device.is_cpu() && parts > 1) {
-      loss_sum += row_split_backward(mb_cpu, parts, denom);
+    if (row_split && mb_cpu.num_rows >= threads) {
+      loss_sum += row_split_backward(mb_cpu, threads, denom);
       continue;
     }
     MicroBatch mb = to_device(std::move(mb_cpu), impl_->device);

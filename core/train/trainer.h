@@ -74,6 +74,8 @@ class Trainer {
   // loss that pairs rows, like DPO's). On CPU with several intra-op threads the trainer then
   // runs each micro-batch as one slice of rows per thread, ops single-threaded inside, and sums
   // the slices' gradients in slice order: one fork/join per micro-batch instead of one per op.
+  // Only when the micro-batch has at least one row per thread and the other slices' gradients
+  // (threads - 1 copies of the parameters) take at most 1 GiB.
   void set_rows_independent(bool on) { rows_independent_ = on; }
 
   // Optimizer steps of the whole run (max_steps, or epochs over the rows / global batch).
