@@ -1,7 +1,8 @@
 // The trainer's coarse CPU parallelism (core/train/cpu_parallel.h) on a tiny random model with two
 // intra-op threads: a micro-batch run as one slice of rows per thread gives the loss and
-// gradients of the unsplit micro-batch (up to float rounding order), the same every time, and
-// the fused AdamW step split over threads by parameter runs is bit-identical to the unsplit one.
+// gradients of the unsplit micro-batch (up to float rounding order), the same every time; a
+// resumed run repeats the uninterrupted one exactly; and the fused AdamW step split over
+// threads by parameter runs is bit-identical to the unsplit one.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "core/logprobs.h"
 #include "core/train/cpu_parallel.h"
 #include "core/train/fused_adamw.h"
+#include "core/train/metrics.h"
 #include "core/train/trainer.h"
 #include "train_test_util.h"
 
@@ -123,6 +125,33 @@ TEST(TrainRowSplit, SlicedStepsAreTheSameEveryRun) {
     EXPECT_EQ(norm_a, norm_b) << s;
   }
   EXPECT_EQ(max_abs_diff(a.parameters(), b.parameters(), false), 0.0);
+}
+
+TEST(TrainRowSplit, ResumedSlicedRunRepeatsTheLossesExactly) {
+  TrainerOptions o = options("resume_full");
+  o.save_every = 2;
+  Trainer full(o, tiny_model(3), sum_loss(), rows(true), nullptr);
+  full.set_rows_independent(true);
+  full.run();
+  const auto want = read_metrics((fs::path(o.dir) / "metrics.jsonl").string());
+  ASSERT_EQ(want.size(), 4u);
+  TrainerOptions o2 = options("resume_cut");
+  o2.save_every = 2;
+  fs::create_directories(o2.dir);
+  fs::copy(fs::path(o.dir) / "checkpoint-2", fs::path(o2.dir) / "checkpoint-2",
+           fs::copy_options::recursive);
+  Trainer cut(o2, tiny_model(99), sum_loss(), rows(true), nullptr);
+  cut.set_rows_independent(true);
+  EXPECT_EQ(cut.run().start_step, 2);
+  const auto got = read_metrics((fs::path(o2.dir) / "metrics.jsonl").string());
+  ASSERT_EQ(got.size(), 2u);  // steps 3 and 4
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(got[i]["step"], want[i + 2]["step"]);
+    EXPECT_EQ(got[i]["loss"].get<double>(), want[i + 2]["loss"].get<double>()) << i;
+  }
+  EXPECT_EQ(max_abs_diff(full.parameters(), cut.parameters(), false), 0.0);
+  posttrain::remove_tree(o.dir);
+  posttrain::remove_tree(o2.dir);
 }
 
 TEST(TrainRowSplit, FusedAdamwOverThreadsIsBitIdentical) {
