@@ -293,8 +293,10 @@ inline void expect_checkpointing_changes_nothing(at::Device dev, double tol) {
 
 // The LM head under autocast through target_logprobs (logits kept, or recomputed per chunk):
 // the head weight's gradient is float32, near the float32 one, the same on both paths; with a
-// tied head the embedding's gradient is exactly the untied embedding's plus the untied head's.
-inline void expect_head_gradients(at::Device dev) {
+// tied head the embedding's gradient is the untied embedding's plus the untied head's, to
+// tied_tol of its norm (float32 rounding on CPU; on CUDA attention's backward may sum in
+// another order from run to run).
+inline void expect_head_gradients(at::Device dev, double tied_tol) {
   auto tied_cfg = tiny_config();
   tied_cfg.tie_word_embeddings = true;
   auto untied_cfg = tied_cfg;
@@ -345,8 +347,8 @@ inline void expect_head_gradients(at::Device dev) {
     ASSERT_EQ(t.at("model.embed_tokens.weight").scalar_type(), at::kFloat);
     // bf16 logits and d(logits) move the head gradient by about a percent at most.
     EXPECT_LE(l2(f64(head) - ref_head), 2e-2 * l2(ref_head));
-    EXPECT_TRUE(at::allclose(t.at("model.embed_tokens.weight"),
-                             u.at("model.embed_tokens.weight") + head, 1e-6, 1e-7));
+    const auto sum = f64(u.at("model.embed_tokens.weight")) + f64(head);
+    EXPECT_LE(l2(f64(t.at("model.embed_tokens.weight")) - sum), tied_tol * l2(sum));
     if (keep) {
       kept_untied = u;
     } else {
