@@ -179,8 +179,13 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
       gs = grads[0].to(x.scalar_type()).contiguous().view({n, h});
     }
     const bool want_branch = has_branch && ctx->needs_input_grad(1);  // (x, branch, w, ...)
+    // A branch of the residual's dtype gets the residual's gradient tensor itself, as ATen's
+    // add does (autograd never accumulates in place into a tensor held twice); else its own
+    // copy in its dtype, written by the same pass.
+    const bool share = want_branch && branch_type == x.scalar_type();
+    const bool write_branch = want_branch && !share;
     auto dx = at::empty_like(x);
-    auto dbr = want_branch ? at::empty({n, h}, x.options().dtype(branch_type)) : at::Tensor();
+    auto dbr = write_branch ? at::empty({n, h}, x.options().dtype(branch_type)) : at::Tensor();
     auto dw = at::empty({h}, w.options());
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
     if (x.is_cuda()) {
@@ -189,7 +194,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
       cuda::add_rms_norm_backward(
           g.data_ptr(), dtype_of(g), gs.defined() ? gs.data_ptr() : nullptr, x.data_ptr(),
           dtype_of(x), w.data_ptr<float>(), r.data_ptr<float>(), n, h, dx.data_ptr(),
-          want_branch ? dbr.data_ptr() : nullptr, want_branch ? dtype_of(dbr) : dtype_of(x),
+          write_branch ? dbr.data_ptr() : nullptr, write_branch ? dtype_of(dbr) : dtype_of(x),
           work.data_ptr<float>(), dw.data_ptr<float>(), stream_of(x));
     } else
 #endif
@@ -197,11 +202,12 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
       g = g.to(at::kFloat);
       backward_rows(g.data_ptr<float>(), gs.defined() ? gs.data_ptr<float>() : nullptr,
                     x.data_ptr<float>(), w.data_ptr<float>(), r.data_ptr<float>(), n, h,
-                    dx.data_ptr<float>(), want_branch ? dbr.data_ptr<float>() : nullptr,
+                    dx.data_ptr<float>(), write_branch ? dbr.data_ptr<float>() : nullptr,
                     dw.data_ptr<float>());
     }
-    return {dx.view(sizes), want_branch ? dbr.view(sizes) : at::Tensor(), dw.to(weight_type),
-            at::Tensor(), at::Tensor()};
+    at::Tensor d_branch;
+    if (want_branch) d_branch = (share ? dx : dbr).view(sizes);
+    return {dx.view(sizes), d_branch, dw.to(weight_type), at::Tensor(), at::Tensor()};
   }
 };
 
