@@ -7,6 +7,9 @@
 // a split of the step (forward+loss, backward, the rest = clipping + optimizer).
 //   bench_sft --preset tiny --batch 8 --seq 256 --iters 5 [--threads N] [--device cuda]
 //             [--keep-logits-mb N] [--checkpointing 0|1] [--prompt-frac F] [--profile STEPS]
+//             [--row-split 0|1]
+// --row-split 0: no row slices on CPU (Trainer::set_rows_independent off); the default 1 runs
+// the trainer as posttrain sft does.
 // --profile N: after the timed steps, N more steps under the Kineto profiler; prints one
 // JSON line per kernel name (GPU ms per step, launches per step), the 30 largest first.
 #include <algorithm>
