@@ -73,11 +73,18 @@ at::Tensor rope_cpu(const at::Tensor& x_in, const at::Tensor& cos, const at::Ten
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
 at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      bool backward) {
-  const auto xc = x.contiguous();  // [B, T, H, D]
-  auto out = at::empty_like(xc);
-  const int64_t rows = xc.size(0) * xc.size(1), heads = xc.size(2), dim = xc.size(3);
-  cuda::rope(xc.data_ptr(), dtype_of(xc), cos.data_ptr(), sin.data_ptr(), dtype_of(cos), rows,
-             heads, dim, backward, out.data_ptr(), stream_of(xc));
+  // Rows read through one stride (the q/k column blocks of the stacked q/k/v GEMM are [B, T, H,
+  // D] views with a row stride of the whole q/k/v width); other layouts are copied first.
+  const int64_t B = x.size(0), T = x.size(1);
+  const bool rows_strided = x.stride(3) == 1 && x.stride(2) == x.size(3) &&
+                            (B == 1 || T == 1 || x.stride(0) == T * x.stride(1));
+  const auto xc = rows_strided ? x : x.contiguous();  // [B, T, H, D]
+  const int64_t rows = B * T, heads = xc.size(2), dim = xc.size(3);
+  const int64_t row_stride = T > 1 ? xc.stride(1) : (B > 1 ? xc.stride(0) : heads * dim);
+  auto out = at::empty({B, T, heads, dim}, xc.options());  // contiguous
+  cuda::rope(xc.data_ptr(), row_stride, dtype_of(xc),
+             cos.data_ptr(), sin.data_ptr(), dtype_of(cos), rows, heads, dim, backward,
+             out.data_ptr(), stream_of(xc));
   return out;
 }
 #endif

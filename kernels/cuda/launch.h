@@ -20,12 +20,15 @@ void logprob_rows_backward_inplace(void* logits, DType dtype, const int64_t* tar
                                    const float* lse, const float* grad, int64_t rows,
                                    int64_t vocab, void* stream);
 
-// Rotary embedding on x [rows * heads, dim] (rows = B*T, contiguous) with cos/sin [rows, dim]
+// Rotary embedding on x [rows, heads, dim] (rows = B*T; row r starts at x + r * x_row_stride,
+// heads and dim contiguous within a row) with cos/sin [rows, dim]
 // (dtype of x, or float32 when cos_dtype says so): out = x * cos + rotate_half(x) * sin, where
 // rotate_half(x) = cat(-x[half:], x[:half]). backward = true applies the transpose (the
 // gradient with respect to x, given the gradient of out in x's place).
-void rope(const void* x, DType dtype, const void* cos, const void* sin, DType cos_dtype,
-          int64_t rows, int64_t heads, int64_t dim, bool backward, void* out, void* stream);
+// out is contiguous [rows, heads, dim].
+void rope(const void* x, int64_t x_row_stride, DType dtype, const void* cos, const void* sin,
+          DType cos_dtype, int64_t rows, int64_t heads, int64_t dim, bool backward, void* out,
+          void* stream);
 
 // SwiGLU: out = silu(gate) * up over n elements.
 void swiglu_forward(const void* gate, const void* up, DType dtype, int64_t n, void* out,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/logprob_rows.h"
@@ -101,6 +102,46 @@ TEST(CudaVectorised, RopeWidthsAndMisalignedViewsMatchFloat64) {
           want.backward(d0.to(at::kDouble));
           expect_near(out, want, tol_for(dtype), "out");
           expect_near(x.grad(), xd.grad(), tol_for(dtype), "d x");
+        }
+      }
+    }
+  }
+}
+
+// q and k as the model makes them: column blocks of one [B, T, S] q/k/v GEMM output viewed as
+// [B, T, heads, D], so rows are strided by S; the kernel reads them in place (T = 1 and B = 1
+// too, where one of the strides is arbitrary).
+TEST(CudaVectorised, RopeOnColumnBlocksOfAStackedProjectionMatchesFloat64) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(2);
+  const int64_t H = 4, KV = 2;
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const int64_t D : {64, 6}) {
+      for (const auto& bt : std::vector<std::pair<int64_t, int64_t>>{{2, 5}, {3, 1}, {1, 4}}) {
+        const int64_t B = bt.first, T = bt.second, S = (H + 2 * KV) * D;
+        SCOPED_TRACE(std::string(name_of(dtype)) + " D=" + std::to_string(D) +
+                     " B=" + std::to_string(B) + " T=" + std::to_string(T));
+        const auto qkv0 = at::randn({B, T, S}).to(dtype);
+        const auto ang = at::randn({B, T, D}) * 3;
+        const auto c0 = ang.cos().to(dtype), s0 = ang.sin().to(dtype);
+        for (const auto& block : std::vector<std::pair<int64_t, int64_t>>{{0, H}, {H, KV}}) {
+          const int64_t heads = block.second;
+          auto qkv = qkv0.cuda().requires_grad_(true);
+          const auto x = qkv.narrow(2, block.first * D, heads * D).view({B, T, heads, D});
+          const auto out = apply_rope(x, c0.cuda(), s0.cuda());
+          ASSERT_TRUE(out.is_contiguous());
+          const auto d0 = at::randn({B, T, heads, D}).to(dtype);
+          out.backward(d0.cuda());
+          auto xd = qkv0.to(at::kDouble).narrow(2, block.first * D, heads * D)
+                        .reshape({B, T, heads, D}).requires_grad_(true);
+          const auto cd = c0.to(at::kDouble).unsqueeze(2), sd = s0.to(at::kDouble).unsqueeze(2);
+          const int64_t half = D / 2;
+          const auto rot = at::cat({-xd.narrow(-1, half, half), xd.narrow(-1, 0, half)}, -1);
+          const auto want = xd * cd + rot * sd;
+          want.backward(d0.to(at::kDouble));
+          expect_near(out, want, tol_for(dtype), "out");
+          expect_near(qkv.grad().narrow(2, block.first * D, heads * D).reshape({B, T, heads, D}),
+                      xd.grad(), tol_for(dtype), "d x");
         }
       }
     }
