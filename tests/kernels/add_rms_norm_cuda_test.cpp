@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "float64_checks.h"
 #include "kernels/rms_norm.h"
 
 namespace posttrain::kernels {
 namespace {
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
+using reference::expect_near;
 
 struct Config {
   std::string name;
@@ -43,18 +43,6 @@ const std::vector<Config>& configs() {
       {"float32 no branch", at::kFloat, at::kFloat, at::kFloat, at::kFloat, false},
   };
   return all;
-}
-
-// max |ours - ref| <= tol * max |ref| (ref float64 on the CPU).
-void expect_near(const at::Tensor& ours, const at::Tensor& ref, double tol, const char* what) {
-  ASSERT_TRUE(ours.defined()) << what;
-  ASSERT_EQ(ours.sizes(), ref.sizes()) << what;
-  const auto a = ours.detach().cpu().to(at::kDouble);
-  const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
-  const double err = (a - ref).abs().max().item<double>();
-  EXPECT_TRUE(a.isfinite().all().item<bool>()) << what;
-  EXPECT_LE(err, tol * scale) << what << ": max abs error " << err << ", reference scale "
-                              << scale;
 }
 
 double value_tol(const Config& c) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "float64_checks.h"
 #include "kernels/logprob_rows.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -20,20 +21,7 @@
 namespace posttrain::kernels {
 namespace {
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
-
-// max |ours - ref| <= tol * max |ref| (ref float64 on the CPU).
-void expect_near(const at::Tensor& ours, const at::Tensor& ref, double tol, const char* what) {
-  ASSERT_TRUE(ours.defined()) << what;
-  ASSERT_EQ(ours.sizes(), ref.sizes()) << what;
-  const auto a = ours.detach().cpu().to(at::kDouble);
-  const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
-  const double err = (a - ref).abs().max().item<double>();
-  EXPECT_TRUE(a.isfinite().all().item<bool>()) << what;
-  EXPECT_LE(err, tol * scale) << what << ": max abs error " << err << ", reference scale "
-                              << scale;
-}
+using reference::expect_near;
 
 // A CUDA copy of t living `offset` elements into a larger buffer (offset 0: a plain copy).
 at::Tensor on_gpu(const at::Tensor& t, int64_t offset) {
@@ -95,10 +83,8 @@ TEST(CudaVectorised, RopeWidthsAndMisalignedViewsMatchFloat64) {
           ASSERT_EQ(out.scalar_type(), dtype);
           out.backward(on_gpu(d0, offset));
           auto xd = x0.to(at::kDouble).requires_grad_(true);
-          const auto cd = c0.to(at::kDouble).unsqueeze(2), sd = s0.to(at::kDouble).unsqueeze(2);
-          const int64_t half = D / 2;
-          const auto rot = at::cat({-xd.narrow(-1, half, half), xd.narrow(-1, 0, half)}, -1);
-          const auto want = xd * cd + rot * sd;
+          const auto want =
+              reference::rope_reference(xd, c0.to(at::kDouble), s0.to(at::kDouble));
           want.backward(d0.to(at::kDouble));
           expect_near(out, want, tol_for(dtype), "out");
           expect_near(x.grad(), xd.grad(), tol_for(dtype), "d x");
@@ -134,10 +120,8 @@ TEST(CudaVectorised, RopeOnColumnBlocksOfAStackedProjectionMatchesFloat64) {
           out.backward(d0.cuda());
           auto xd = qkv0.to(at::kDouble).narrow(2, block.first * D, heads * D)
                         .reshape({B, T, heads, D}).requires_grad_(true);
-          const auto cd = c0.to(at::kDouble).unsqueeze(2), sd = s0.to(at::kDouble).unsqueeze(2);
-          const int64_t half = D / 2;
-          const auto rot = at::cat({-xd.narrow(-1, half, half), xd.narrow(-1, 0, half)}, -1);
-          const auto want = xd * cd + rot * sd;
+          const auto want =
+              reference::rope_reference(xd, c0.to(at::kDouble), s0.to(at::kDouble));
           want.backward(d0.to(at::kDouble));
           expect_near(out, want, tol_for(dtype), "out");
           expect_near(qkv.grad().narrow(2, block.first * D, heads * D).reshape({B, T, heads, D}),
