@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 namespace posttrain::core {
 namespace {
 
+using testing::sum_loss;
 using testing::tiny_model;
 
 // Examples of 3..12 tokens whose first two tokens are the prompt.
@@ -44,14 +45,6 @@ std::shared_ptr<TokenRowDataset> rows(bool packing) {
   p.packing = packing;
   p.seed = 3;
   return std::make_shared<TokenRowDataset>(ex, p);
-}
-
-LossFn sum_loss() {
-  return [](LlamaModel& m, const MicroBatch& b) {
-    ForwardInputs in{b.get("input_ids"), b.get("position_ids"), b.get("document_ids"),
-                     b.get("attention_mask")};
-    return -target_logprobs(*m, m->hidden_states(in), b.get("targets"), 16).sum();
-  };
 }
 
 TrainerOptions options(const std::string& name) {

@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/logprobs.h"
 #include "core/model/llama.h"
+#include "core/train/batch.h"
 
 namespace posttrain::core::testing {
 
@@ -49,6 +51,16 @@ inline at::Tensor read_flat(const std::filesystem::path& path) {
   at::Tensor all = at::empty({n}, at::kDouble);
   in.read(reinterpret_cast<char*>(all.data_ptr<double>()), n * sizeof(double));
   return all;
+}
+
+// The loss every trainer test uses: minus the sum of the target tokens' log-probs of a
+// micro-batch (log-probs in chunks of 16 tokens).
+inline LossFn sum_loss() {
+  return [](LlamaModel& m, const MicroBatch& b) {
+    ForwardInputs in{b.get("input_ids"), b.get("position_ids"), b.get("document_ids"),
+                     b.get("attention_mask")};
+    return -target_logprobs(*m, m->hidden_states(in), b.get("targets"), 16).sum();
+  };
 }
 
 }  // namespace posttrain::core::testing

@@ -24,6 +24,7 @@ namespace posttrain::core {
 namespace {
 
 using testing::tiny_config;
+using testing::sum_loss;
 using testing::tiny_model;
 
 // Examples of varied length (3..9 tokens) over a 64-token vocabulary; the first two tokens are
@@ -41,14 +42,6 @@ std::shared_ptr<const std::vector<TokenizedExample>> examples(int n, uint64_t se
     out->push_back(make_targets(ids, mask));
   }
   return out;
-}
-
-LossFn sum_loss() {
-  return [](LlamaModel& m, const MicroBatch& b) {
-    ForwardInputs in{b.get("input_ids"), b.get("position_ids"), b.get("document_ids"),
-                     b.get("attention_mask")};
-    return -target_logprobs(*m, m->hidden_states(in), b.get("targets"), 16).sum();
-  };
 }
 
 TrainerOptions base_options(const std::string& dir) {

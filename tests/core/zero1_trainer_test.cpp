@@ -47,6 +47,7 @@ constexpr int kSteps = 6;
 // ---------------------------------------------------------------- helpers shared by both sides
 
 using testing::tiny_config;
+using testing::sum_loss;
 using testing::tiny_model;
 
 // Examples of 3..9 tokens following next = prev + 1 (mod 64); the first two are the prompt.
@@ -67,14 +68,6 @@ std::shared_ptr<TokenRowDataset> rows() {
   p.packing = true;
   p.seed = 5;
   return std::make_shared<TokenRowDataset>(examples, p);
-}
-
-LossFn sum_loss() {
-  return [](LlamaModel& m, const MicroBatch& b) {
-    ForwardInputs in{b.get("input_ids"), b.get("position_ids"), b.get("document_ids"),
-                     b.get("attention_mask")};
-    return -target_logprobs(*m, m->hidden_states(in), b.get("targets"), 16).sum();
-  };
 }
 
 // Per rank: 2 rows per micro-batch, 2 micro-batches (a global batch of 8 rows on 2 ranks).
