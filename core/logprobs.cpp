@@ -20,6 +20,7 @@
 #include <torch/autograd.h>
 
 #include "common/error.h"
+#include "core/model/autocast_scope.h"
 #include "core/model/linear.h"
 #include "kernels/logprob_gather.h"
 #include "kernels/logprob_rows.h"
@@ -174,8 +175,7 @@ at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
   }
   // The head's compute dtype: autocast's on this device, else the weight's.
   const auto dev = hidden.device().type();
-  const auto dtype = at::autocast::is_autocast_enabled(dev) ? at::autocast::get_autocast_dtype(dev)
-                                                            : weight.scalar_type();
+  const auto dtype = active_autocast_dtype(dev).value_or(weight.scalar_type());
   at::Tensor lp;  // [M] float32
   const bool graph = at::GradMode::is_enabled() && (rows.requires_grad() || weight.requires_grad());
   if (!graph) {

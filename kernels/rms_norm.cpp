@@ -233,10 +233,12 @@ at::Tensor aten_rms_norm(const at::Tensor& x, const at::Tensor& weight, double e
   return y.scalar_type() == out_dtype ? y : y.to(out_dtype);
 }
 
-std::pair<at::Tensor, at::Tensor> add_rms_norm_impl(const at::Tensor& residual,
-                                                    const at::Tensor& branch,
-                                                    const at::Tensor& weight, double eps,
-                                                    std::optional<at::ScalarType> out_dtype) {
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual,
+                                               const at::Tensor& branch,
+                                               const at::Tensor& weight, double eps,
+                                               std::optional<at::ScalarType> out_dtype) {
   TORCH_CHECK(residual.dim() >= 1 && weight.dim() == 1 && weight.size(0) == residual.size(-1),
               "rms_norm: x [..., H] and weight [H], got ", residual.sizes(), " and ",
               weight.sizes());
@@ -278,18 +280,9 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm_impl(const at::Tensor& residual,
   return {sum, aten_rms_norm(sum, weight, eps, out)};
 }
 
-}  // namespace
-
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps,
                     std::optional<at::ScalarType> out_dtype) {
-  return add_rms_norm_impl(x, at::Tensor(), weight, eps, out_dtype).second;
-}
-
-std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual,
-                                               const at::Tensor& branch,
-                                               const at::Tensor& weight, double eps,
-                                               std::optional<at::ScalarType> out_dtype) {
-  return add_rms_norm_impl(residual, branch, weight, eps, out_dtype);
+  return add_rms_norm(x, at::Tensor(), weight, eps, out_dtype).second;
 }
 
 }  // namespace posttrain::kernels

@@ -1,11 +1,23 @@
 // Autocast on one device type for a scope: the trainer's forward passes, and the recomputation of
 // a checkpointed layer in backward (which runs outside the trainer's scope and must redo the
-// forward in the same precision). A scope with `on` false changes nothing.
+// forward in the same precision). A scope with `on` false changes nothing. Also the one question
+// the model's layers ask of autocast: which dtype, if any, it computes in on a device.
 #pragma once
 
 #include <ATen/autocast_mode.h>
 
+#include <optional>
+
 namespace posttrain::core {
+
+// The autocast dtype on `device` while autocast is on there, else nullopt.
+inline std::optional<at::ScalarType> active_autocast_dtype(at::DeviceType device) {
+  if (!at::autocast::is_autocast_available(device) ||
+      !at::autocast::is_autocast_enabled(device)) {
+    return std::nullopt;
+  }
+  return at::autocast::get_autocast_dtype(device);
+}
 
 class AutocastScope {
  public:

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <optional>
 
+#include "core/model/autocast_scope.h"
+
 namespace posttrain::core {
 namespace {
 
@@ -21,11 +23,9 @@ bool is_low(at::ScalarType t) { return t == at::kBFloat16 || t == at::kHalf; }
 // device with a 16-bit dtype, x is float32 or 16-bit, and every weight is float32 on x's device
 // (bf16 weights need no master-weight handling; float64 is never autocast).
 std::optional<at::ScalarType> autocast_dtype(const at::Tensor& x, at::TensorList weights) {
-  const auto dev = x.device().type();
-  if (!at::autocast::is_autocast_available(dev) || !at::autocast::is_autocast_enabled(dev)) {
-    return std::nullopt;
-  }
-  const auto low = at::autocast::get_autocast_dtype(dev);
+  const auto active = active_autocast_dtype(x.device().type());
+  if (!active) return std::nullopt;
+  const auto low = *active;
   if (!is_low(low) || !(x.scalar_type() == at::kFloat || is_low(x.scalar_type()))) {
     return std::nullopt;
   }

@@ -195,9 +195,7 @@ at::Tensor mlp_block(const MlpImpl& m, const at::Tensor& x) {
 // each linear reading the norm would give (computed once, not once per linear); else the
 // norm's own (nullopt).
 std::optional<at::ScalarType> norm_dtype(const at::Tensor& x) {
-  const auto dev = x.device().type();
-  if (at::autocast::is_autocast_enabled(dev)) return at::autocast::get_autocast_dtype(dev);
-  return std::nullopt;
+  return active_autocast_dtype(x.device().type());
 }
 
 // Pre-norm residual layer from its input x and input_layernorm(x): h = x + attn(normed), then
@@ -367,9 +365,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
 
   // RoPE tables in float32, then cast to the activation dtype as transformers does; under
   // autocast that is the autocast dtype, so q and k stay in bf16 through the rotation.
-  const auto rope_dtype = at::autocast::is_autocast_enabled(dev.type())
-                              ? at::autocast::get_autocast_dtype(dev.type())
-                              : dtype;
+  const auto rope_dtype = active_autocast_dtype(dev.type()).value_or(dtype);
   const auto pos = (in.position_ids.defined() ? in.position_ids : default_positions(in))
                        .to(dev)
                        .to(at::kFloat);                                              // [B, T]

@@ -79,6 +79,7 @@ struct Trainer::Impl {
   int rank = 0, world = 1;
   double flops_per_token = 0;
   int64_t last_tokens = 0, last_rows = 0;  // this rank's real tokens / rows in the last step
+  int64_t param_bytes = 0;                 // of all parameters (bounds the row slices' memory)
 };
 
 Trainer::Trainer(TrainerOptions options, LlamaModel model, LossFn loss,
@@ -108,6 +109,7 @@ Trainer::Trainer(TrainerOptions options, LlamaModel model, LossFn loss,
     impl_->params.push_back(*p);
   }
   impl_->device = impl_->params.front().device();
+  for (const auto& p : impl_->params) impl_->param_bytes += p.numel() * p.element_size();
   const bool gpu = impl_->device.is_cuda();
   impl_->autocast = options_.precision == "bf16" || (options_.precision == "auto" && gpu);
   if (impl_->autocast && !gpu) {
@@ -215,10 +217,8 @@ double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) 
   // Row slices (see set_rows_independent) when every thread gets at least one row and the
   // slices' own gradients fit kRowSplitMaxExtraBytes; else the ops split themselves.
   const int64_t threads = coarse_threads();
-  int64_t param_bytes = 0;
-  for (const auto& p : impl_->params) param_bytes += p.numel() * p.element_size();
   const bool row_split = rows_independent_ && impl_->device.is_cpu() && threads > 1 &&
-                         (threads - 1) * param_bytes <= kRowSplitMaxExtraBytes;
+                         (threads - 1) * impl_->param_bytes <= kRowSplitMaxExtraBytes;
   for (auto& mb_cpu : micro) {
     if (row_split && mb_cpu.num_rows >= threads) {
       loss_sum += row_split_backward(mb_cpu, threads, denom);
@@ -415,6 +415,19 @@ OptimizerMoments gather_sharded_moments(ZeroShard& zero, DataParallel& dp,
 
 }  // namespace
 
+TrainingState Trainer::training_state(int64_t step) {
+  TrainingState st;
+  st.step = step;
+  st.total_steps = total_steps();
+  st.global_batch_rows = global_batch_rows();
+  st.world_size = impl_->world;
+  st.rows_consumed = step * global_batch_rows();
+  st.schedule = impl_->schedule;
+  st.run_info = run_info_;
+  st.zero_stage = impl_->zero ? 1 : 0;
+  return st;
+}
+
 void Trainer::save_checkpoint(int64_t step) {
   OptimizerMoments moments;
   if (impl_->zero) {
@@ -424,16 +437,8 @@ void Trainer::save_checkpoint(int64_t step) {
     moments = optimizer_moments(*impl_->optimizer, impl_->names, impl_->params);
   }
   if (impl_->rank == 0) {
-    TrainingState st;
-    st.step = step;
-    st.total_steps = total_steps();
-    st.global_batch_rows = global_batch_rows();
-    st.world_size = impl_->world;
-    st.rows_consumed = step * global_batch_rows();
+    TrainingState st = training_state(step);
     st.lr = impl_->schedule.lr_at(std::max<int64_t>(step - 1, 0));
-    st.schedule = impl_->schedule;
-    st.run_info = run_info_;
-    st.zero_stage = impl_->zero ? 1 : 0;
     save_training_checkpoint(options_.dir, st, *model_, moments, save_extra_,
                              options_.keep_checkpoints);
   }
@@ -544,16 +549,7 @@ TrainResult Trainer::run() {
     save_final_model(options_.dir, *model_, options_.save_dtype == "bfloat16" ? at::kBFloat16
                                                                               : at::kFloat,
                      save_extra_);
-    TrainingState st;
-    st.step = total;
-    st.total_steps = total;
-    st.global_batch_rows = global_batch_rows();
-    st.world_size = impl_->world;
-    st.rows_consumed = total * global_batch_rows();
-    st.schedule = impl_->schedule;
-    st.run_info = run_info_;
-    st.zero_stage = impl_->zero ? 1 : 0;
-    write_training_state(done_marker, st);
+    write_training_state(done_marker, training_state(total));
   }
   if (dp_) dp_->barrier();
   result.final_step = total;

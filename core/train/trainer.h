@@ -38,6 +38,8 @@ class AdamW;
 
 namespace posttrain::core {
 
+struct TrainingState;  // core/train/trainer_state.h
+
 class DataParallel;
 
 struct TrainResult {
@@ -107,6 +109,8 @@ class Trainer {
   struct Impl;
   std::vector<RowRef> rows_of_step(int64_t step);
   void save_checkpoint(int64_t step);
+  // What trainer_state.json records after `step` optimizer steps (all but the lr).
+  TrainingState training_state(int64_t step);
   int64_t try_resume();
   void log_line(const nlohmann::json& line);
   // Forward and backward of `mb` (on the CPU) as `parts` row slices in parallel (see
