@@ -8,6 +8,7 @@
 
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 
 #include "kernels/cuda/launch.h"
 #endif
@@ -32,6 +33,11 @@ inline bool use_cuda_kernels(const at::Tensor& t) { return t.is_cuda() && cuda_k
 inline void* stream_of(const at::Tensor& t) {
   return static_cast<void*>(at::cuda::getCurrentCUDAStream(t.get_device()).stream());
 }
+// Throws (a c10::Error naming the CUDA error) when the launch just made failed, as ATen's own
+// kernels do; otherwise a bad launch leaves its outputs unwritten and the error surfaces later in
+// an unrelated op, or never.
+inline void check_launch() { C10_CUDA_KERNEL_LAUNCH_CHECK(); }
+
 inline cuda::DType dtype_of(const at::Tensor& t) {
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16,
               "posttrain CUDA kernels take float32 or bfloat16, got ", t.scalar_type());

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #include "kernels/cpu_vec.h"
 #include "kernels/device.h"
@@ -107,8 +108,10 @@ std::pair<at::Tensor, at::Tensor> logprob_rows_forward(const at::Tensor& logits,
   if (use_cuda_kernels(logits)) {
     const auto x = logits.contiguous();
     const auto t = targets.to(at::kLong).contiguous();
+    const c10::OptionalDeviceGuard device(x.device());
     cuda::logprob_rows_forward(x.data_ptr(), dtype_of(x), t.data_ptr<int64_t>(), m, x.size(1),
                                lse.data_ptr<float>(), lp.data_ptr<float>(), stream_of(x));
+    check_launch();
     return {lse, lp};
   }
 #endif
@@ -133,9 +136,11 @@ void logprob_rows_backward_(at::Tensor& logits, const at::Tensor& targets, const
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
   if (use_cuda_kernels(logits) && logits.is_contiguous()) {
     const auto t = targets.to(at::kLong).contiguous();
+    const c10::OptionalDeviceGuard device(logits.device());
     cuda::logprob_rows_backward_inplace(logits.data_ptr(), dtype_of(logits), t.data_ptr<int64_t>(),
                                         lse.data_ptr<float>(), g.data_ptr<float>(), m,
                                         logits.size(1), stream_of(logits));
+    check_launch();
     return;
   }
 #endif

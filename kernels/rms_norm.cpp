@@ -142,6 +142,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
           has_branch ? dtype_of(br) : dtype_of(res), w.data_ptr<float>(), n, h,
           static_cast<float>(eps), has_branch ? sum.data_ptr() : nullptr, out.data_ptr(),
           dtype_of(out), r.data_ptr<float>(), stream_of(res));
+      check_launch();
     } else
 #endif
     {
@@ -196,6 +197,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
           dtype_of(x), w.data_ptr<float>(), r.data_ptr<float>(), n, h, dx.data_ptr(),
           write_branch ? dbr.data_ptr() : nullptr, write_branch ? dtype_of(dbr) : dtype_of(x),
           work.data_ptr<float>(), dw.data_ptr<float>(), stream_of(x));
+      check_launch();
     } else
 #endif
     {

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -82,9 +83,11 @@ at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   const int64_t rows = B * T, heads = xc.size(2), dim = xc.size(3);
   const int64_t row_stride = T > 1 ? xc.stride(1) : (B > 1 ? xc.stride(0) : heads * dim);
   auto out = at::empty({B, T, heads, dim}, xc.options());  // contiguous
+  const c10::OptionalDeviceGuard device(xc.device());
   cuda::rope(xc.data_ptr(), row_stride, dtype_of(xc),
              cos.data_ptr(), sin.data_ptr(), dtype_of(cos), rows, heads, dim, backward,
              out.data_ptr(), stream_of(xc));
+  check_launch();
   return out;
 }
 #endif

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/autograd.h>
 
 #include "kernels/cpu_vec.h"
@@ -60,8 +61,10 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     auto out = at::empty_like(g);
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
     if (g.is_cuda()) {
+      const c10::OptionalDeviceGuard device(g.device());
       cuda::swiglu_forward(g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(), out.data_ptr(),
                            stream_of(g));
+      check_launch();
       return out;
     }
 #endif
@@ -77,8 +80,10 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     auto dg = at::empty_like(g), du = at::empty_like(u);
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
     if (g.is_cuda()) {
+      const c10::OptionalDeviceGuard device(g.device());
       cuda::swiglu_backward(d.data_ptr(), g.data_ptr(), u.data_ptr(), dtype_of(g), g.numel(),
                             dg.data_ptr(), du.data_ptr(), stream_of(g));
+      check_launch();
       return {dg, du};
     }
 #endif
