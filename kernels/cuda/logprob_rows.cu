@@ -14,6 +14,9 @@
 namespace posttrain::kernels::cuda {
 namespace {
 
+// Threads per block (one block per row). The kernels carry __launch_bounds__(kThreads): without
+// it the compiler may give a thread more than the 64 registers a 1024-thread block can have, and
+// every launch would then fail (too many resources requested).
 constexpr int kThreads = 1024;
 
 // Merges (max, sum of exp(x - max)) pairs.
@@ -30,9 +33,9 @@ __device__ __forceinline__ void merge(float& m, float& s, float om, float os) {
 }
 
 template <typename T>
-__global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __restrict__ targets,
-                               int64_t vocab, bool vec, float* __restrict__ lse,
-                               float* __restrict__ lp) {
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const T* __restrict__ logits, const int64_t* __restrict__ targets,
+                   int64_t vocab, bool vec, float* __restrict__ lse, float* __restrict__ lp) {
   const int64_t row = blockIdx.x;
   const T* x = logits + row * vocab;
   float m = -FLT_MAX, s = 0.f;
@@ -90,9 +93,10 @@ __global__ void forward_kernel(const T* __restrict__ logits, const int64_t* __re
 }
 
 template <typename T>
-__global__ void backward_kernel(T* __restrict__ logits, const int64_t* __restrict__ targets,
-                                const float* __restrict__ lse, const float* __restrict__ grad,
-                                int64_t vocab, bool vec) {
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(T* __restrict__ logits, const int64_t* __restrict__ targets,
+                    const float* __restrict__ lse, const float* __restrict__ grad, int64_t vocab,
+                    bool vec) {
   const int64_t row = blockIdx.x;
   T* x = logits + row * vocab;
   const float l = lse[row], g = grad[row];

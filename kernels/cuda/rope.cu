@@ -1,10 +1,11 @@
 // Rotary embedding in one pass over q or k laid out [B*T, heads, dim] (the projection's own
 // layout, before the transpose for attention; x's rows may be strided, as the column blocks of
-// the one q/k/v GEMM are, and the output is contiguous): each thread rotates one (i, i + dim/2) pair in
-// float32 and writes both outputs, instead of the five elementwise kernels (two multiplies, a
-// negation, a concatenation, an add) of the ATen formulation. When dim / 2 is a multiple of 8 and
-// every pointer is 16-byte aligned, a thread rotates 8 consecutive pairs through 16-byte loads
-// and stores (the same maths per pair). Grid-stride loops sized to the device. See launch.h.
+// the one q/k/v GEMM are, and the output is contiguous): each thread rotates one (i, i + dim/2)
+// pair in float32 and writes both outputs, instead of the five elementwise kernels (two
+// multiplies, a negation, a concatenation, an add) of the ATen formulation. When dim / 2 is a
+// multiple of 8, the row stride a multiple of 8 and every pointer 16-byte aligned, a thread
+// rotates 8 consecutive pairs through 16-byte loads and stores (the same maths per pair).
+// Grid-stride loops sized to the device. See launch.h.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -57,9 +58,10 @@ __global__ void __launch_bounds__(256)
 
 // One pair per work item (any dim, any alignment).
 template <typename T, typename C>
-__global__ void rope_kernel(const T* __restrict__ x, const C* __restrict__ cos,
-                            const C* __restrict__ sin, int64_t rows, int64_t heads, int64_t dim,
-                            int64_t xs, bool backward, T* __restrict__ out) {
+__global__ void __launch_bounds__(256)
+    rope_kernel(const T* __restrict__ x, const C* __restrict__ cos, const C* __restrict__ sin,
+                int64_t rows, int64_t heads, int64_t dim, int64_t xs, bool backward,
+                T* __restrict__ out) {
   const int64_t half = dim / 2;
   const int64_t total = rows * heads * half;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -105,7 +107,8 @@ void launch(const void* x, int64_t xs, const void* cos, const void* sin, DType c
   } else {
     rope_kernel<<<blocks, threads, 0, s>>>(
         static_cast<const T*>(x), static_cast<const __nv_bfloat16*>(cos),
-        static_cast<const __nv_bfloat16*>(sin), rows, heads, dim, xs, backward, static_cast<T*>(out));
+        static_cast<const __nv_bfloat16*>(sin), rows, heads, dim, xs, backward,
+        static_cast<T*>(out));
   }
 }
 
