@@ -26,6 +26,9 @@ inline bool cuda_kernels_on() {
 #endif
 }
 
+// Whether our kernels take this dtype (float32 or bf16); the wrappers send others to ATen.
+inline bool kernel_dtype(at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16; }
+
 // True when `t` is a CUDA tensor and our kernels are on.
 inline bool use_cuda_kernels(const at::Tensor& t) { return t.is_cuda() && cuda_kernels_on(); }
 

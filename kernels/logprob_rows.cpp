@@ -105,9 +105,9 @@ std::pair<at::Tensor, at::Tensor> logprob_rows_forward(const at::Tensor& logits,
   auto lse = at::empty({m}, logits.options().dtype(at::kFloat));  // [M]
   auto lp = at::empty({m}, logits.options().dtype(at::kFloat));   // [M]
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
-  if (use_cuda_kernels(logits)) {
+  if (use_cuda_kernels(logits) && kernel_dtype(logits.scalar_type())) {
     const auto x = logits.contiguous();
-    const auto t = targets.to(at::kLong).contiguous();
+    const auto t = targets.to(x.device(), at::kLong).contiguous();  // the kernel reads it there
     const c10::OptionalDeviceGuard device(x.device());
     cuda::logprob_rows_forward(x.data_ptr(), dtype_of(x), t.data_ptr<int64_t>(), m, x.size(1),
                                lse.data_ptr<float>(), lp.data_ptr<float>(), stream_of(x));
@@ -134,11 +134,14 @@ void logprob_rows_backward_(at::Tensor& logits, const at::Tensor& targets, const
   const int64_t m = logits.size(0);
   const auto g = grad.to(at::kFloat).contiguous();  // [M]
 #ifdef POSTTRAIN_HAS_CUDA_KERNELS
-  if (use_cuda_kernels(logits) && logits.is_contiguous()) {
-    const auto t = targets.to(at::kLong).contiguous();
+  if (use_cuda_kernels(logits) && logits.is_contiguous() &&
+      kernel_dtype(logits.scalar_type())) {
+    const auto t = targets.to(logits.device(), at::kLong).contiguous();
+    const auto l = lse.to(logits.device(), at::kFloat).contiguous();
+    const auto gd = g.to(logits.device());
     const c10::OptionalDeviceGuard device(logits.device());
     cuda::logprob_rows_backward_inplace(logits.data_ptr(), dtype_of(logits), t.data_ptr<int64_t>(),
-                                        lse.data_ptr<float>(), g.data_ptr<float>(), m,
+                                        l.data_ptr<float>(), gd.data_ptr<float>(), m,
                                         logits.size(1), stream_of(logits));
     check_launch();
     return;

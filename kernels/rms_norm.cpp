@@ -218,8 +218,6 @@ std::optional<at::Tensor> optional_branch(const at::Tensor& branch) {
   return branch;
 }
 
-bool kernel_dtype(at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16; }
-
 // ATen's RMSNorm of x in float32 (rounded to x's dtype before the weight, as transformers does),
 // in out_dtype.
 at::Tensor aten_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps,

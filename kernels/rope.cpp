@@ -126,7 +126,13 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   const bool cpu_loop = x.is_cpu() && x.scalar_type() == at::kFloat &&
                         cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat &&
                         x.numel() > 0;
-  if (use_cuda_kernels(x) || cpu_loop) {
+  // CUDA: x and the tables in kernel dtypes on x's device, cos and sin of one dtype (the kernel
+  // reads both as cos's); else ATen, not an error or a misread table.
+  const bool cuda_kernel = use_cuda_kernels(x) && kernel_dtype(x.scalar_type()) &&
+                           kernel_dtype(cos.scalar_type()) &&
+                           sin.scalar_type() == cos.scalar_type() &&
+                           cos.device() == x.device() && sin.device() == x.device();
+  if (cuda_kernel || cpu_loop) {
     return RopeFunction::apply(x, cos.contiguous(), sin.contiguous());
   }
   return x * cos.unsqueeze(2) + rotate_half(x) * sin.unsqueeze(2);

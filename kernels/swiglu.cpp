@@ -99,7 +99,12 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
               " differ");
   const bool cpu_loop = gate.is_cpu() && gate.scalar_type() == at::kFloat &&
                         up.scalar_type() == at::kFloat && gate.numel() > 0;
-  if ((use_cuda_kernels(gate) && gate.scalar_type() == up.scalar_type()) || cpu_loop) {
+  // CUDA: gate and up of one kernel dtype on one device (else ATen, not an error or a read of
+  // another device's memory).
+  const bool cuda_kernel = use_cuda_kernels(gate) && up.device() == gate.device() &&
+                           gate.scalar_type() == up.scalar_type() &&
+                           kernel_dtype(gate.scalar_type());
+  if (cuda_kernel || cpu_loop) {
     return SwigluFunction::apply(gate, up);
   }
   return at::silu(gate) * up;
