@@ -2,7 +2,8 @@
 // 8 through 16-byte accesses, a scalar tail, scalar kernels for misaligned pointers or widths
 // that do not split into packs) against float64 CPU references: values and gradients, float32
 // and bf16, at sizes with and without a tail, and on views shifted off the 16-byte alignment
-// (a narrow() of a larger buffer) so both paths of each kernel run. Skips without a CUDA device.
+// (a narrow() of a larger buffer) so both paths of each kernel run; and operands the kernels do
+// not take (other dtypes, host tensors) handled by the wrappers. Skips without a CUDA device.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
@@ -160,6 +161,54 @@ TEST(CudaVectorised, LogprobRowsVocabulariesAndMisalignedLogitsMatchFloat64) {
         expect_near(logits, want_d, dtype == at::kFloat ? 1e-5 : 1.0 / 64, "d logits");
       }
     }
+  }
+}
+
+// Operands the kernels do not take go to ATen (or are moved) rather than failing or being misread:
+// SwiGLU and the log-prob rows in half, RoPE with sin in another dtype than cos (the kernel reads
+// both tables as cos's dtype), the log-prob rows with targets, lse and grad on the CPU (a kernel
+// would read host memory).
+TEST(CudaVectorised, OtherDtypesAndHostOperandsAreHandled) {
+  SKIP_WITHOUT_CUDA();
+  at::manual_seed(3);
+  const auto g0 = at::randn({4, 33}).to(at::kHalf), u0 = at::randn({4, 33}).to(at::kHalf);
+  const auto out = swiglu(g0.cuda(), u0.cuda());
+  ASSERT_EQ(out.scalar_type(), at::kHalf);
+  const auto gd = g0.to(at::kDouble), ud = u0.to(at::kDouble);
+  expect_near(out, gd * at::sigmoid(gd) * ud, 1.0 / 256, "swiglu half");
+
+  const auto x0 = at::randn({2, 3, 2, 16}), ang = at::randn({2, 3, 16});
+  const auto c0 = ang.cos(), s0 = ang.sin().to(at::kBFloat16);
+  const auto y = apply_rope(x0.cuda(), c0.cuda(), s0.cuda());
+  ASSERT_EQ(y.scalar_type(), at::kFloat);
+  expect_near(y,
+              reference::rope_reference(x0.to(at::kDouble), c0.to(at::kDouble),
+                                        s0.to(at::kDouble)),
+              1e-5, "rope, float32 cos and bf16 sin");
+
+  const int64_t M = 5, V = 40;
+  const auto l0 = at::randn({M, V}) * 3;
+  const auto t0 = at::randint(0, V, {M}, at::kLong);
+  const auto g = at::randn({M});
+  const auto ld = l0.to(at::kDouble);
+  const auto want_lse = at::logsumexp(ld, {1});
+  const auto want_d =
+      g.to(at::kDouble).unsqueeze(1) *
+      (at::zeros({M, V}, at::kDouble).scatter_(1, t0.unsqueeze(1), 1.0) - at::softmax(ld, 1));
+  {
+    auto logits = l0.cuda();
+    const auto [lse, lp] = logprob_rows_forward(logits, t0, 8);  // targets on the CPU
+    expect_near(lse, want_lse, 1e-5, "lse, host targets");
+    logprob_rows_backward_(logits, t0, lse.cpu(), g, 8);  // targets, lse, grad on the CPU
+    expect_near(logits, want_d, 1e-5, "d logits, host operands");
+  }
+  {
+    auto logits = l0.to(at::kHalf).cuda();
+    const auto [lse, lp] = logprob_rows_forward(logits, t0.cuda(), 8);
+    const auto lh = l0.to(at::kHalf).to(at::kDouble);
+    expect_near(lse, at::logsumexp(lh, {1}), 1e-5, "lse, half logits");
+    expect_near(lp, lh.gather(1, t0.unsqueeze(1)).squeeze(1) - at::logsumexp(lh, {1}), 1e-5,
+                "log-probs, half logits");
   }
 }
 
