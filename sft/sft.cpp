@@ -79,10 +79,16 @@ core::ConfigSchema sft_schema() {
          check_sources});
   s.add({"data", "store", T::kPath, nullptr, false, {},
          "SQLite store to read a round's selected samples from (with data.store_round)"});
-  s.add({"data", "store_round", T::kInt, nullptr, false, {},
-         "the round whose selected SFT samples are read from data.store"});
-  s.add({"data", "store_weight", T::kFloat, 1.0, false, {},
-         "mixing weight of the store's samples (as a source weight)", check_positive});
+  // The store's keys mean nothing without a store: setting one alone is a config error.
+  ConfigKey store_round{"data", "store_round", T::kInt, nullptr, false, {},
+                        "the round whose selected SFT samples are read from data.store"};
+  store_round.needs = "data.store";
+  s.add(std::move(store_round));
+  ConfigKey store_weight{"data", "store_weight", T::kFloat, 1.0, false, {},
+                         "mixing weight of the store's samples (as a source weight)",
+                         check_positive};
+  store_weight.needs = "data.store";
+  s.add(std::move(store_weight));
   s.add({"data", "eval_path", T::kPath, nullptr, false, {},
          "JSONL file of eval examples (eval loss only)"});
   s.add({"data", "eval_fraction", T::kFloat, 0.0, false, {},
@@ -118,9 +124,7 @@ SftDataOptions sft_data_options(const nlohmann::json& c) {
       throw InputError(Location{"", 0, "data.store_round"}, "required when data.store is set");
     }
     o.store_round = d.at("store_round").get<int>();
-  } else if (!d.at("store_round").is_null()) {
-    throw InputError(Location{"", 0, "data.store"}, "required when data.store_round is set");
-  }
+  }  // store_round and store_weight without data.store: refused by resolve() (ConfigKey::needs)
   o.store_weight = d.at("store_weight").get<double>();
   if (o.sources.empty() && o.store.empty()) {
     throw InputError(Location{"", 0, "data.sources"},

@@ -118,6 +118,7 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
   for (const auto& k : keys_) sections.insert(k.section);
 
   nlohmann::json merged = file_json;
+  std::set<std::string> overridden;  // "section.key" given with --set
   for (const auto& text : overrides) {
     auto eq = text.find('=');
     auto dot = text.find('.');
@@ -128,6 +129,7 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
     const ConfigKey* k = find(section, key);
     if (!k) throw InputError(Location{"--set", 0, section + "." + key}, "unknown config key");
     merged[section][key] = parse_override_value(*k, text.substr(eq + 1));
+    overridden.insert(section + "." + key);
   }
 
   nlohmann::json out = nlohmann::json::object();
@@ -154,12 +156,28 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
     if (merged.contains(k.section) && merged[k.section].contains(k.key)) {
       v = merged[k.section][k.key];
     }
-    if (v.is_null()) {
+    if (v.is_null() && k.default_value.is_null()) {
       if (k.required) throw key_error(source, name, "missing (required)");
     } else {
-      check_value(k, v, source);
+      check_value(k, v, source);  // an explicit null for a key with a default: a wrong type
     }
     out[k.section][k.key] = v;
+  }
+  // Keys the user gave (file or --set, any value, the default too) without the key they need.
+  for (const auto& k : keys_) {
+    if (k.needs.empty()) continue;
+    const std::string name = k.section + "." + k.key;
+    const auto dot = k.needs.find('.');
+    const ConfigKey* needed =
+        dot == std::string::npos ? nullptr : find(k.needs.substr(0, dot), k.needs.substr(dot + 1));
+    if (needed == nullptr) throw Error("config schema: " + name + " needs unknown key " + k.needs);
+    const bool given = merged.contains(k.section) && merged[k.section].contains(k.key) &&
+                       !merged[k.section][k.key].is_null();
+    if (given && out[needed->section][needed->key].is_null()) {
+      throw key_error(overridden.count(name) ? "--set" : source, name,
+                      "only used together with " + k.needs + ", which is not set (set " + k.needs +
+                          " too, or remove " + name + ")");
+    }
   }
   return out;
 }
@@ -199,6 +217,7 @@ std::string ConfigSchema::describe() const {
       } else if (!k.default_value.is_null()) {
         out << ", default " << k.default_value.dump();
       }
+      if (!k.needs.empty()) out << ", only with " << k.needs;
       out << ")\n      " << k.doc << "\n";
     }
   }

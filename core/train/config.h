@@ -3,7 +3,8 @@
 // its type, default and one line of documentation; resolve() validates a file plus repeatable
 // `--set section.key=value` overrides before anything runs and returns the file with defaults
 // filled in. An unknown section or key, a wrong type, a value outside its choices or a missing
-// input path is one InputError naming the file and the key ("optimizer.lr").
+// input path is one InputError naming the file and the key ("optimizer.lr"), and so is a key
+// given without the key it depends on (ConfigKey::needs).
 // The trainer's own sections come from add_trainer_keys() (trainer_options.h); each stage adds
 // its model/data keys, so SFT, reward and DPO share one format.
 #pragma once
@@ -44,6 +45,10 @@ struct ConfigKey {
   std::string doc;                   // one line for --help and the README
   // Extra validation of a present value: returns what is wrong with it, or "" when it is fine.
   std::function<std::string(const nlohmann::json& value)> check;
+  // "section.key" of another key this one only means something with (data.store_weight needs
+  // data.store). Giving this key a non-null value, in the file or with --set, while that key is
+  // unset (null) is an error naming this key, even when the value equals the default.
+  std::string needs;
 };
 
 class ConfigSchema {

@@ -279,7 +279,8 @@ TEST_F(SftStore, StoreAndRoundKeysComeTogether) {
   r = run("sft --config " + write_config("no_store", {{"sources", {jsonl}}, {"store_round", 1}}));
   EXPECT_NE(r.code, 0);
   EXPECT_EQ(count_lines(r.output), 1) << r.output;
-  EXPECT_NE(r.output.find("'data.store'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'data.store_round'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("data.store, which is not set"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(root_ + "/no_store/metrics.jsonl"));
 }
 
