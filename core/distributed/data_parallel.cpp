@@ -93,21 +93,60 @@ std::pair<int64_t, int64_t> shard_range(int64_t n, int rank, int world_size) {
   return {begin, begin + size};
 }
 
+namespace {
+
+// Closes a socket when it goes out of scope.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+[[noreturn]] void port_error(const char* step) {
+  throw IoError(std::string("pick_free_port: ") + step + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
 int pick_free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw IoError(std::string("pick_free_port: socket: ") + std::strerror(errno));
+  // A port that was merely free a moment ago can be taken by anyone before rank 0 binds it
+  // (seconds later, once the ranks have started). So the port is also reserved: a connection to
+  // it is made and closed from the listening side first, which leaves the port in TIME_WAIT on
+  // loopback for about a minute. Meanwhile the kernel hands it to nobody for bind(0) or
+  // connect(), but a listener that sets SO_REUSEADDR, as c10d's TCPStore does, can bind it.
+  Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  if (listener.fd < 0) port_error("socket");
+  const int on = 1;
+  if (::setsockopt(listener.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0) {
+    port_error("setsockopt");
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const std::string why = std::strerror(errno);
-    ::close(fd);
-    throw IoError("pick_free_port: " + why);
+  if (::bind(listener.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    port_error("bind");
   }
-  ::close(fd);
+  if (::getsockname(listener.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    port_error("getsockname");
+  }
+  if (::listen(listener.fd, 1) != 0) port_error("listen");
+  Fd client(::socket(AF_INET, SOCK_STREAM, 0));
+  if (client.fd < 0) port_error("socket");
+  if (::connect(client.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    port_error("connect");
+  }
+  Fd accepted(::accept(listener.fd, nullptr, nullptr));
+  if (accepted.fd < 0) port_error("accept");
+  accepted.close();  // the listening side closes first: its end of the pair goes to TIME_WAIT
+  client.close();
   return ntohs(addr.sin_port);
 }
 

@@ -8,10 +8,11 @@
 // With world_size 1 nothing distributed is created and every collective is a no-op that returns
 // its input, so a trainer calls the same functions on one process and on many.
 //
-// Failure contract: every collective waits at most the timeout given to init(). A peer that
-// died (its sockets close) fails the collective at once; a peer that hangs fails it when the
-// timeout passes. Either way the call throws posttrain::core::DistributedError naming this rank,
-// the operation and the backend's reason; the process should then exit non-zero (the CLI does).
+// Failure contract: every collective waits at most the timeout given to init() (or the last
+// set_timeout()). A peer that died (its sockets close) fails the collective at once; a peer that
+// hangs fails it when the timeout passes. Either way the call throws
+// posttrain::core::DistributedError naming this rank, the operation and the backend's reason;
+// the process should then exit non-zero (the CLI does).
 //
 // Loss normalisation across ranks is the caller's: gradients are SUMMED, not averaged. A trainer
 // that wants "sum of token losses / target tokens of the whole step" computes the global token
@@ -59,7 +60,9 @@ struct DistEnv {
 // gives 0..n-1, so rank r of W with batch b sees exactly what one process with batch W*b sees.
 std::pair<int64_t, int64_t> shard_range(int64_t n, int rank, int world_size);
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+// A TCP port on 127.0.0.1 that is free and held back for about a minute (in TIME_WAIT) from
+// other programs asking the kernel for any free port, while a server setting SO_REUSEADDR (c10d's
+// TCPStore) can still bind it: the launcher's MASTER_PORT.
 int pick_free_port();
 
 class DataParallel {
@@ -83,6 +86,10 @@ class DataParallel {
   bool distributed() const { return env_.world_size > 1; }
   at::Device device() const { return device_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // Bounds every later collective by `timeout` instead of init()'s (the rendezvous is over): a
+  // job can join with a generous timeout, for ranks that start slowly on a loaded machine, and
+  // still give up on a hung peer quickly once it runs.
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   // "gloo", "nccl", or "none" for a single process.
   std::string backend_name() const;
 

@@ -3,6 +3,7 @@
 // reaps children, forwards signals, and tears the job down when one rank fails.
 #include "core/distributed/launcher.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -27,22 +28,49 @@ volatile sig_atomic_t g_received_signal = 0;
 void remember_signal(int sig) { g_received_signal = sig; }
 
 // Installs remember_signal for the forwarded signals; restores the old handlers on destruction.
+//
+// A forked child runs with the parent's handlers until it execs, so a SIGTERM sent to a rank that
+// has not exec'd yet (another rank failed at once, on a loaded machine) would only set the
+// child's copy of g_received_signal and be lost: the rank would run on until the SIGKILL. So the
+// parent blocks the forwarded signals around each fork (block_for_fork / unblock_after_fork), and
+// the child calls reset_in_child() (async-signal-safe calls only) before exec: the caller's
+// original dispositions (default, or ignored if they were ignored) and the caller's mask, at
+// which point a signal that arrived in between is delivered with the default action.
 class SignalForwarding {
  public:
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  static constexpr size_t kCount = sizeof(kSignals) / sizeof(kSignals[0]);
+
   SignalForwarding() {
     g_received_signal = 0;
     struct sigaction action {};
     action.sa_handler = remember_signal;
     sigemptyset(&action.sa_mask);
-    for (int sig : kSignals) sigaction(sig, &action, &old_[sig]);
+    sigemptyset(&forwarded_);
+    for (size_t i = 0; i < kCount; ++i) {
+      sigaddset(&forwarded_, kSignals[i]);
+      sigaction(kSignals[i], &action, &old_[i]);
+      child_[i] = {};
+      child_[i].sa_handler = old_[i].sa_handler == SIG_IGN ? SIG_IGN : SIG_DFL;
+      sigemptyset(&child_[i].sa_mask);
+    }
   }
   ~SignalForwarding() {
-    for (int sig : kSignals) sigaction(sig, &old_[sig], nullptr);
+    for (size_t i = 0; i < kCount; ++i) sigaction(kSignals[i], &old_[i], nullptr);
   }
-  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  void block_for_fork() { pthread_sigmask(SIG_BLOCK, &forwarded_, &mask_before_fork_); }
+  void unblock_after_fork() { pthread_sigmask(SIG_SETMASK, &mask_before_fork_, nullptr); }
+  // In the child, between fork and exec: async-signal-safe calls on prepared data only.
+  void reset_in_child() {
+    for (size_t i = 0; i < kCount; ++i) sigaction(kSignals[i], &child_[i], nullptr);
+    pthread_sigmask(SIG_SETMASK, &mask_before_fork_, nullptr);
+  }
 
  private:
-  std::map<int, struct sigaction> old_;
+  struct sigaction old_[kCount];    // the caller's dispositions, restored on destruction
+  struct sigaction child_[kCount];  // a child's before exec: SIG_IGN if ignored, else SIG_DFL
+  sigset_t forwarded_;
+  sigset_t mask_before_fork_;
 };
 
 // The parent's environment with `overrides` replacing same-named variables.
@@ -141,13 +169,16 @@ LaunchResult launch_local(const LaunchOptions& options, const std::vector<std::s
   };
 
   for (int rank = 0; rank < options.nproc; ++rank) {
+    forwarding.block_for_fork();
     const pid_t pid = ::fork();
     if (pid == 0) {
+      forwarding.reset_in_child();
       ::execvpe(c_argv[0], c_argv.data(), c_envs[rank].data());
       const char* msg = "posttrain launch: could not execute the command\n";
       [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, std::strlen(msg));
       ::_exit(127);
     }
+    forwarding.unblock_after_fork();
     if (pid < 0) {
       const std::string why = std::strerror(errno);
       stop_all(SIGTERM);

@@ -1,6 +1,7 @@
 // SFT example parsing (messages / prompt-completion, errors with file, line and field) and the
 // next-token target shift.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,8 +14,11 @@
 namespace posttrain::core {
 namespace {
 
-std::string write_file(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / name;
+// Under the system temp dir, named with this process's id: several test processes (ctest -j,
+// and other people's build folders on the same machine) run this test at the same time.
+std::string write_file(const std::string& stem, const std::string& text) {
+  const auto path =
+      std::filesystem::temp_directory_path() / (stem + "_" + std::to_string(::getpid()) + ".jsonl");
   std::ofstream(path) << text;
   return path.string();
 }
@@ -49,7 +53,7 @@ TEST(DataExamples, PromptCompletionAsChatOrText) {
 }
 
 TEST(DataExamples, BadLinesNameFileLineAndField) {
-  const auto path = write_file("posttrain_data_examples_bad.jsonl",
+  const auto path = write_file("posttrain_data_examples_bad",
                                "{\"prompt\": \"p\", \"completion\": \"c\"}\n"
                                "{\"prompt\": \"p\"}\n");
   try {
@@ -60,8 +64,8 @@ TEST(DataExamples, BadLinesNameFileLineAndField) {
     EXPECT_NE(what.find(path + ":2"), std::string::npos) << what;
     EXPECT_NE(what.find("completion"), std::string::npos) << what;
   }
-  const auto p2 = write_file("posttrain_data_examples_bad2.jsonl",
-                             "{\"messages\": [{\"role\": \"user\"}]}\n");
+  const auto p2 =
+      write_file("posttrain_data_examples_bad2", "{\"messages\": [{\"role\": \"user\"}]}\n");
   try {
     read_sft_examples(p2, false);
     FAIL() << "no error";
@@ -69,10 +73,11 @@ TEST(DataExamples, BadLinesNameFileLineAndField) {
     EXPECT_NE(std::string(e.what()).find(":1"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("content"), std::string::npos) << e.what();
   }
-  const auto p3 = write_file("posttrain_data_examples_bad3.jsonl", "{\"text\": \"x\"}\nnot json\n");
+  const auto p3 = write_file("posttrain_data_examples_bad3", "{\"text\": \"x\"}\nnot json\n");
   EXPECT_THROW(read_sft_examples(p3, false), InputError);
   auto j = nlohmann::json::parse(R"({"prompt": 3, "completion": "c"})");
   EXPECT_THROW(parse_sft_example(j, Location{}, true), InputError);
+  for (const auto& p : {path, p2, p3}) std::filesystem::remove(p);
 }
 
 TEST(DataExamples, TargetsAreTheNextTrainedToken) {

@@ -7,11 +7,15 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <torch/optim/adamw.h>
 #include <ftw.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -154,7 +158,10 @@ fs::path worker_dir() {
   return dir == nullptr ? fs::path() : fs::path(dir);
 }
 
-std::chrono::milliseconds worker_timeout() { return std::chrono::seconds(20); }
+// The rendezvous and collectives of the workers, where no timeout is under test: generous, so
+// that ranks started slowly on a loaded machine (other builds sharing 2 cores) still meet. The
+// failure workers join with it too and only then set the short timeout they test.
+std::chrono::milliseconds worker_timeout() { return std::chrono::seconds(60); }
 
 // ------------------------------------------------------------------------------ worker tests
 
@@ -207,12 +214,14 @@ TEST(DistributedWorker, AdamW) {
 }
 
 // Rank 1 joins, then dies; rank 0 ignores the launcher's SIGTERM so it lives to see its
-// all-reduce fail, and records the error and how long it took.
+// all-reduce fail, and records the error and how long it took. The collective's timeout (20 s)
+// is far above what the parent accepts (5 s): only the closed sockets can fail it in time.
 TEST(DistributedWorker, PeerDies) {
   SKIP_UNLESS_WORKER();
   if (env.rank == 0) ::signal(SIGTERM, SIG_IGN);
-  auto dp = DataParallel::init(env, at::kCPU, std::chrono::seconds(5));
+  auto dp = DataParallel::init(env, at::kCPU, worker_timeout());
   dp->barrier();
+  dp->set_timeout(std::chrono::seconds(20));
   if (env.rank == 1) std::_Exit(3);
   std::vector<at::Tensor> t{at::ones({1000})};
   const auto start = std::chrono::steady_clock::now();
@@ -228,11 +237,13 @@ TEST(DistributedWorker, PeerDies) {
   std::_Exit(7);
 }
 
-// Rank 1 joins and then hangs (never calls the collective): rank 0 must fail on the timeout.
+// Rank 1 joins and then hangs (never calls the collective): rank 0 must fail on the 3 s timeout
+// its collectives get once both ranks are in.
 TEST(DistributedWorker, PeerHangs) {
   SKIP_UNLESS_WORKER();
-  auto dp = DataParallel::init(env, at::kCPU, std::chrono::seconds(3));
+  auto dp = DataParallel::init(env, at::kCPU, worker_timeout());
   dp->barrier();
+  dp->set_timeout(std::chrono::seconds(3));
   if (env.rank == 1) {
     std::this_thread::sleep_for(std::chrono::seconds(60));
     std::_Exit(0);
@@ -329,6 +340,32 @@ TEST(ShardRange, SlicesConcatenateToTheWhole) {
   }
   EXPECT_EQ(shard_range(7, 2, 3), (std::pair<int64_t, int64_t>{5, 7}));
   EXPECT_THROW(shard_range(4, 2, 2), UsageError);
+}
+
+// bind() of `port` on 127.0.0.1, then listen(); returns errno (0 on success).
+int try_listen(int port, bool reuse_address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int on = 1;
+  if (reuse_address) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int err = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 1) != 0) {
+    err = errno;
+  }
+  ::close(fd);
+  return err;
+}
+
+TEST(PickFreePort, HeldBackFromOthersButOpenToTheRendezvous) {
+  const int port = pick_free_port();
+  ASSERT_GT(port, 0);
+  // In TIME_WAIT: a plain bind (as bind(0) and connect() would need) is refused...
+  EXPECT_EQ(try_listen(port, false), EADDRINUSE);
+  // ...while a listener with SO_REUSEADDR, as c10d's TCPStore, gets it.
+  EXPECT_EQ(try_listen(port, true), 0);
 }
 
 TEST(ZeroShard, OwnersBalanceElements) {
@@ -438,10 +475,9 @@ std::pair<double, std::string> read_failure(const fs::path& path) {
 
 TEST(DataParallel, DeadPeerFailsTheOthersQuickly) {
   const fs::path dir = fresh_dir("dead");
-  const auto start = std::chrono::steady_clock::now();
-  const LaunchResult r = run_workers("PeerDies", dir, 2, std::chrono::seconds(15));
-  const double total =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Grace above the worker's 20 s collective timeout: rank 0 (ignoring SIGTERM) is killed only
+  // if it neither detected the dead peer nor timed out, which statuses[0] then shows.
+  const LaunchResult r = run_workers("PeerDies", dir, 2, std::chrono::seconds(40));
   EXPECT_EQ(r.failed_rank, 1);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.message.find("rank 1"), std::string::npos) << r.message;
@@ -451,7 +487,6 @@ TEST(DataParallel, DeadPeerFailsTheOthersQuickly) {
   EXPECT_LT(seconds, 5.0) << "a dead peer must fail the collective before the timeout";
   EXPECT_NE(message.find("distributed rank 0/2"), std::string::npos) << message;
   EXPECT_NE(message.find("all_reduce failed"), std::string::npos) << message;
-  EXPECT_LT(total, 15.0);
   std::cout << "[ measure ] dead peer detected by rank 0 after " << seconds << " s: " << message
             << "\n";
   remove_tree(dir);
@@ -463,8 +498,8 @@ TEST(DataParallel, HungPeerFailsTheOthersAtTheTimeout) {
   EXPECT_EQ(r.failed_rank, 0);
   EXPECT_EQ(r.exit_code, 7);
   const auto [seconds, message] = read_failure(dir / "rank0_error.txt");
-  EXPECT_GE(seconds, 2.5) << message;  // the 3 s timeout, not earlier
-  EXPECT_LT(seconds, 10.0) << message;
+  EXPECT_GE(seconds, 2.5) << message;   // the 3 s timeout, not earlier
+  EXPECT_LT(seconds, 15.0) << message;  // nor much later (a hang would be rank 1's 60 s)
   EXPECT_NE(message.find("all_reduce failed"), std::string::npos) << message;
   std::cout << "[ measure ] hung peer: rank 0 failed after " << seconds << " s\n";
   remove_tree(dir);

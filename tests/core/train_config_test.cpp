@@ -1,6 +1,7 @@
 // Config validation: unknown keys, wrong types, missing paths and --set overrides each give one
 // error naming the key; defaults are filled in.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -108,7 +109,8 @@ TEST(TrainConfig, SetOverridesAreTypedAndRepeatable) {
 }
 
 TEST(TrainConfig, LoadAcceptsCommentsAndDescribeListsEveryKey) {
-  const auto path = std::filesystem::temp_directory_path() / "posttrain_train_config_test.json";
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("posttrain_train_config_test_" + std::to_string(::getpid()) + ".json");
   {
     std::ofstream out(path);
     out << "// run: posttrain sft --config this.json\n{\"model\": {\"path\": \""
