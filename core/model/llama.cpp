@@ -2,9 +2,11 @@
 // Hugging Face names ("model.layers.3.mlp.up_proj.weight"), so named_parameters() is the HF
 // state dict. The math follows transformers' LlamaForCausalLM: RMSNorm computed in float32 and
 // cast back before the weight multiply, RoPE cos/sin computed in float32 then cast to the
-// activation dtype, rotate-half convention, SwiGLU MLP, and attention through
-// at::scaled_dot_product_attention (is_causal when no mask is needed, else a boolean
-// [B, 1, T, T] mask that is causal, block-diagonal over documents and blind to padding keys).
+// activation dtype, rotate-half convention, SwiGLU MLP. Attention on CPU float32 is our causal
+// kernel (kernels/causal_attention.h: documents as per-token start indices, kv heads shared in
+// place); elsewhere at::scaled_dot_product_attention (is_causal when no mask is needed, else a
+// boolean [B, 1, T, T] mask that is causal, block-diagonal over documents and blind to padding
+// keys).
 #include "core/model/llama.h"
 
 #include <ATen/ATen.h>
@@ -20,6 +22,7 @@
 #include "common/error.h"
 #include "core/model/autocast_scope.h"
 #include "core/model/linear.h"
+#include "kernels/causal_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -149,22 +152,66 @@ at::Tensor attention_mask_for(const ForwardInputs& in) {
   return m.unsqueeze(1);
 }
 
+// How attention is confined: a document start per token for our CPU kernel (undefined: plain
+// causal), or for ATen's attention a dense mask (undefined: plain causal).
+struct AttentionMasking {
+  bool cpu_kernel = false;
+  at::Tensor doc_start;  // [B, T] int64, with cpu_kernel
+  at::Tensor mask;       // [B, 1, T, T] bool, without
+};
+
+// Our CPU kernel for float32 outside autocast when the masking fits it: documents that are
+// contiguous runs (what packing writes) and padding only at the end of rows (what collation
+// writes). A padding token then starts a document of its own at itself, so it sees only itself,
+// as the dense mask has it; real tokens never see the later padding. Anything else, the mask.
+AttentionMasking attention_masking(const ForwardInputs& in, at::Device dev,
+                                   at::ScalarType dtype) {
+  if (!dev.is_cpu() || dtype != at::kFloat || at::autocast::is_autocast_enabled(at::kCPU) ||
+      !kernels::causal_attention_enabled()) {
+    return {false, {}, attention_mask_for(in)};
+  }
+  const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
+  at::Tensor start;
+  if (in.document_ids.defined()) {
+    start = kernels::document_starts(in.document_ids.cpu());
+    if (!start.defined()) return {false, {}, attention_mask_for(in)};
+  }
+  if (in.attention_mask.defined() && T > 1) {
+    const auto real = in.attention_mask.cpu().to(at::kBool);  // [B, T]
+    if (!real.all().item<bool>()) {
+      const bool trailing =
+          real.narrow(1, 1, T - 1).le(real.narrow(1, 0, T - 1)).all().item<bool>();
+      if (!trailing) return {false, {}, attention_mask_for(in)};
+      const auto pos = at::arange(T, at::kLong).unsqueeze(0).expand({B, T});  // [B, T]
+      start = at::where(real, start.defined() ? start : at::zeros({B, T}, at::kLong), pos);
+    }
+  }
+  return {true, start, {}};
+}
+
 struct Rope {
   at::Tensor cos, sin;  // [B, T, hd] in the activation dtype
 };
 
 at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const at::Tensor& x,
-                           const Rope& rope, const at::Tensor& mask) {
+                           const Rope& rope, const AttentionMasking& masking) {
   const int64_t B = x.size(0), T = x.size(1), hd = c.resolved_head_dim();
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   // q, k, v from one GEMM against the stacked projections: column blocks of one [B, T, S]
   // result. RoPE in the projections' own layout [B, T, heads, hd], then the heads-first view.
   const auto qkv = linear_fused(x, {a.q_proj->weight, a.k_proj->weight, a.v_proj->weight});
-  auto q = kernels::apply_rope(qkv[0].view({B, T, nh, hd}), rope.cos, rope.sin)
-               .transpose(1, 2);  // [B, nh, T, hd]
-  auto k = kernels::apply_rope(qkv[1].view({B, T, nkv, hd}), rope.cos, rope.sin)
-               .transpose(1, 2);                                 // [B, nkv, T, hd]
-  auto v = qkv[2].view({B, T, nkv, hd}).transpose(1, 2);        // [B, nkv, T, hd]
+  auto q = kernels::apply_rope(qkv[0].view({B, T, nh, hd}), rope.cos, rope.sin);  // [B,T,nh,hd]
+  auto k = kernels::apply_rope(qkv[1].view({B, T, nkv, hd}), rope.cos, rope.sin);  // [B,T,nkv,hd]
+  auto v = qkv[2].view({B, T, nkv, hd});                                          // [B,T,nkv,hd]
+  if (masking.cpu_kernel) {
+    const auto out = kernels::causal_attention(q, k, v, masking.doc_start,
+                                               1.0 / std::sqrt(static_cast<double>(hd)));
+    return core::linear(out.view({B, T, nh * hd}), a.o_proj->weight);
+  }
+  const auto& mask = masking.mask;
+  q = q.transpose(1, 2);  // [B, nh, T, hd]
+  k = k.transpose(1, 2);  // [B, nkv, T, hd]
+  v = v.transpose(1, 2);  // [B, nkv, T, hd]
   // Without a mask the flash kernels (CUDA, and CPU's) read the shared kv heads themselves
   // (enable_gqa); otherwise each kv head is copied out to its nh / nkv query heads (expand is a
   // view, one copy on reshape), which the masked kernels need.
@@ -203,8 +250,8 @@ std::optional<at::ScalarType> norm_dtype(const at::Tensor& x) {
 // the final norm) fuses that add. The mid-layer add runs fused with its norm.
 std::pair<at::Tensor, at::Tensor> layer_body(const DecoderLayerImpl& l, const LlamaConfig& c,
                                              const at::Tensor& x, const at::Tensor& normed,
-                                             const Rope& rope, const at::Tensor& mask) {
-  const auto attn = attention_block(*l.self_attn, c, normed, rope, mask);
+                                             const Rope& rope, const AttentionMasking& masking) {
+  const auto attn = attention_block(*l.self_attn, c, normed, rope, masking);
   const auto [h, n] = kernels::add_rms_norm(x, attn, l.post_attention_layernorm->weight,
                                             c.rms_norm_eps, norm_dtype(x));
   return {h, mlp_block(*l.mlp, n)};
@@ -224,9 +271,9 @@ std::pair<at::Tensor, at::Tensor> layer_input(const DecoderLayerImpl& l, const L
 std::pair<at::Tensor, at::Tensor> layer_forward(const DecoderLayerImpl& l, const LlamaConfig& c,
                                                 const at::Tensor& residual,
                                                 const at::Tensor& branch, const Rope& rope,
-                                                const at::Tensor& mask) {
+                                                const AttentionMasking& masking) {
   const auto [x, normed] = layer_input(l, c, residual, branch);
-  return layer_body(l, c, x, normed, rope, mask);
+  return layer_body(l, c, x, normed, rope, masking);
 }
 
 // Activation checkpointing: the forward keeps only the layer's input x (the sum of the pending
@@ -237,7 +284,7 @@ struct LayerCall : torch::CustomClassHolder {
   const DecoderLayerImpl* layer;
   const LlamaConfig* config;
   Rope rope;
-  at::Tensor mask;
+  AttentionMasking masking;
   // The forward's autocast state: the recomputation must run in the same precision (backward
   // runs outside the trainer's autocast scope), or it would redo bf16 work in float32.
   at::DeviceType device = at::kCPU;
@@ -260,7 +307,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     const auto [x, normed] =
         layer_input(*c->layer, *c->config, residual, branch.value_or(at::Tensor()));
     ctx->save_for_backward({x});
-    const auto [h, mlp] = layer_body(*c->layer, *c->config, x, normed, c->rope, c->mask);
+    const auto [h, mlp] = layer_body(*c->layer, *c->config, x, normed, c->rope, c->masking);
     return {h, mlp};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -274,7 +321,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
       at::AutoGradMode grad_on(true);
       AutocastScope precision(c->device, c->autocast, c->autocast_dtype);
       const auto [x2, normed] = layer_input(*c->layer, *c->config, x, at::Tensor());
-      out = layer_body(*c->layer, *c->config, x2, normed, c->rope, c->mask);
+      out = layer_body(*c->layer, *c->config, x2, normed, c->rope, c->masking);
     }
     auto g = torch::autograd::grad({out.first, out.second}, inputs, {grads[0], grads[1]}, false,
                                    false, true);
@@ -372,7 +419,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
   const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
   const auto emb = at::cat({freqs, freqs}, -1);                                      // [B, T, hd]
   const Rope rope{emb.cos().to(rope_dtype), emb.sin().to(rope_dtype)};
-  const auto mask = attention_mask_for(in);
+  const auto masking = attention_masking(in, dev, dtype);
 
   const bool checkpoint = activation_checkpointing_ && at::GradMode::is_enabled();
   // Each layer returns its output as residual x and branch (their sum unformed): the next
@@ -384,7 +431,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
       call->layer = layer.get();
       call->config = &config_;
       call->rope = rope;
-      call->mask = mask;
+      call->masking = masking;
       call->device = dev.type();
       call->autocast = at::autocast::is_autocast_enabled(dev.type());
       call->autocast_dtype = at::autocast::get_autocast_dtype(dev.type());
@@ -395,7 +442,7 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
       x = out[0];
       branch = out[1];
     } else {
-      std::tie(x, branch) = layer_forward(*layer, c, x, branch, rope, mask);
+      std::tie(x, branch) = layer_forward(*layer, c, x, branch, rope, masking);
     }
   }
   // The last layer's output add, fused with the final norm.
