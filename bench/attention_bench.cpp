@@ -1,8 +1,8 @@
 // bench_attention: forward+backward time of our CPU causal attention (kernels/causal_attention.h)
 // beside ATen's scaled_dot_product_attention on the same float32 inputs, as the model called it
 // before: is_causal with shared kv heads for one document per row, else kv heads copied out per
-// query head and a dense [B, 1, T, T] causal, block-diagonal mask. Median of --iters timed runs
-// after a warm-up; one JSON line per implementation, then the ratio.
+// query head and a dense [B, 1, T, T] causal, block-diagonal mask. Median of --iters runs of each,
+// timed alternately after a warm-up; one JSON line per implementation, then the ratio.
 //   bench_attention --batch 4 --heads 4 --kv-heads 2 --seq 256 --dim 32 --docs 1 --threads 1
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -47,16 +47,20 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-double median_seconds(int64_t iters, const std::function<void()>& fn) {
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int64_t i = 0; i < iters; ++i) {
+// Median seconds of each of two functions, timed alternately (a and b see the same load).
+std::pair<double, double> median_seconds(int64_t iters, const std::function<void()>& a,
+                                         const std::function<void()>& b) {
+  a(), b();  // warm-up
+  std::vector<double> ta, tb;
+  auto time = [](const std::function<void()>& fn) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int64_t i = 0; i < iters; ++i) ta.push_back(time(a)), tb.push_back(time(b));
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
 }
 
 }  // namespace
@@ -96,7 +100,7 @@ int main(int argc, char** argv) {
     }
     out.transpose(1, 2).backward(dout);
   };
-  const double t_ours = median_seconds(a.iters, ours), t_aten = median_seconds(a.iters, aten);
+  const auto [t_ours, t_aten] = median_seconds(a.iters, ours, aten);
   for (const auto& [impl, t] : {std::pair<std::string, double>{"posttrain", t_ours},
                                 {"aten_sdpa", t_aten}}) {
     std::cout << nlohmann::json{{"impl", impl}, {"batch", B},   {"heads", nh},
