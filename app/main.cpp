@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/command.h"
+#include "common/allocator.h"
 #include "common/error.h"
 
 namespace posttrain::app {
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> args(argv + 2, argv + argc);
+  posttrain::retain_freed_memory();
   try {
     return it->second.run(args);
   } catch (const posttrain::UsageError& e) {

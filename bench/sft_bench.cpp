@@ -31,6 +31,7 @@
 #define BENCH_HAS_CUDA_STATS 1
 #endif
 
+#include "common/allocator.h"
 #include "core/data/packing.h"
 #include "core/model/autocast_scope.h"
 #include "core/model/llama.h"
@@ -144,6 +145,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  posttrain::retain_freed_memory();  // as the posttrain binary does
   std::string preset = "tiny";
   std::string device = "cpu";
   int64_t batch = 8, seq = 256, accum = 1, iters = 5, warmup = 1, threads = 0;
