@@ -70,28 +70,9 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   out.addmm_(view(a, m, k, lda, ta), view(b, k, n, ldb, tb), beta, alpha);
 }
 
-// Largest of x[0..n) (n >= 1), through order_key so the loop vectorises (cpu_vec.h).
 float row_max(const float* x, int64_t n) {
   float mx = 0.0f;
-  cpu::run_isa([&] {
-    const uint32_t* __restrict xb = reinterpret_cast<const uint32_t*>(x);
-    int32_t km[kLanes];
-    for (int64_t l = 0; l < kLanes; ++l) km[l] = INT32_MIN;
-    int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes) {
-      for (int64_t l = 0; l < kLanes; ++l) {
-        const int32_t key = cpu::order_key(xb[j + l]);
-        km[l] = key > km[l] ? key : km[l];
-      }
-    }
-    int32_t best = INT32_MIN;
-    for (int64_t l = 0; l < kLanes; ++l) best = km[l] > best ? km[l] : best;
-    for (; j < n; ++j) {
-      const int32_t key = cpu::order_key(xb[j]);
-      best = key > best ? key : best;
-    }
-    mx = cpu::float_of(static_cast<uint32_t>(cpu::order_key(static_cast<uint32_t>(best))));
-  });
+  cpu::run_isa([&] { mx = cpu::max_of(x, n); });
   return mx;
 }
 

@@ -7,6 +7,7 @@
 // Only kernels/*.cpp include this.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
 
@@ -98,6 +99,29 @@ inline float exp_neg_clamped(float a) {
 inline int32_t order_key(uint32_t b) {
   const int32_t i = static_cast<int32_t>(b);
   return i ^ ((i >> 31) & 0x7fffffff);
+}
+
+// The largest of x[0..n) (n >= 1): a max over order_key()s in 16 lanes, which vectorises. Call
+// it inside run_isa()'s function so it is compiled for the ISA in use.
+inline float max_of(const float* x, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  const uint32_t* __restrict xb = reinterpret_cast<const uint32_t*>(x);
+  int32_t km[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) km[l] = INT32_MIN;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int32_t key = order_key(xb[j + l]);
+      km[l] = key > km[l] ? key : km[l];
+    }
+  }
+  int32_t best = INT32_MIN;
+  for (int64_t l = 0; l < kLanes; ++l) best = km[l] > best ? km[l] : best;
+  for (; j < n; ++j) {
+    const int32_t key = order_key(xb[j]);
+    best = key > best ? key : best;
+  }
+  return float_of(static_cast<uint32_t>(order_key(static_cast<uint32_t>(best))));
 }
 
 // The logistic function 1 / (1 + exp(-x)), from exp(-|x|) so nothing overflows; |x| is clamped

@@ -3,7 +3,6 @@
 #include "kernels/logprob_rows.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -21,8 +20,8 @@ namespace {
 
 constexpr int64_t kLanes = 16;  // partial results per row reduction (two AVX2 registers)
 
-// CPU float32, rows split over ATen's threads. Forward per row: the max (as ordered integers,
-// cpu_vec.h), s = sum exp(x - max), lse = max + log s, logprob = x[target] - lse.
+// CPU float32, rows split over ATen's threads. Forward per row: the max (cpu::max_of),
+// s = sum exp(x - max), lse = max + log s, logprob = x[target] - lse.
 void rows_forward_cpu(const at::Tensor& logits, const at::Tensor& targets, at::Tensor& lse,
                       at::Tensor& lp) {
   const int64_t m = logits.size(0), v = logits.size(1);
@@ -35,26 +34,10 @@ void rows_forward_cpu(const at::Tensor& logits, const at::Tensor& targets, at::T
       const float* x = xp + r * v;
       float mx = 0.0f, sum = 0.0f;
       cpu::run_isa([&] {
-        const uint32_t* __restrict xb = reinterpret_cast<const uint32_t*>(x);
-        int32_t km[kLanes];
-        for (int64_t k = 0; k < kLanes; ++k) km[k] = INT32_MIN;
-        int64_t j = 0;
-        for (; j + kLanes <= v; j += kLanes) {
-          for (int64_t k = 0; k < kLanes; ++k) {
-            const int32_t key = cpu::order_key(xb[j + k]);
-            km[k] = key > km[k] ? key : km[k];
-          }
-        }
-        int32_t best = INT32_MIN;
-        for (int64_t k = 0; k < kLanes; ++k) best = km[k] > best ? km[k] : best;
-        for (; j < v; ++j) {
-          const int32_t key = cpu::order_key(xb[j]);
-          best = key > best ? key : best;
-        }
-        mx = cpu::float_of(static_cast<uint32_t>(cpu::order_key(static_cast<uint32_t>(best))));
+        mx = cpu::max_of(x, v);
         const float* __restrict xf = x;
         float acc[kLanes] = {};
-        j = 0;
+        int64_t j = 0;
         for (; j + kLanes <= v; j += kLanes) {
           for (int64_t k = 0; k < kLanes; ++k) acc[k] += cpu::exp_neg_clamped(mx - xf[j + k]);
         }
