@@ -308,25 +308,31 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return CausalAttentionFunction::apply(q, k, v, doc, scale);
 }
 
-at::Tensor document_starts(const at::Tensor& document_ids) {
-  TORCH_CHECK(document_ids.dim() == 2, "document_starts: ids must be [B, T]");
-  const int64_t B = document_ids.size(0), T = document_ids.size(1);
-  const auto ids = document_ids.to(at::kLong);
-  const auto opts = ids.options();
+at::Tensor run_starts(const at::Tensor& ids) {
+  TORCH_CHECK(ids.dim() == 2, "run_starts: ids must be [B, T]");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const auto opts = ids.options().dtype(at::kLong);
   auto starts = at::zeros({B, T}, opts);  // [B, T]
   if (T <= 1) return starts;
   const auto change = ids.narrow(1, 1, T - 1).ne(ids.narrow(1, 0, T - 1));  // [B, T-1]
+  const auto pos = at::arange(1, T, opts).unsqueeze(0).expand({B, T - 1});   // [B, T-1]
+  starts.narrow(1, 1, T - 1).copy_(at::where(change, pos, 0));
+  return std::get<0>(starts.cummax(1));
+}
+
+at::Tensor document_starts(const at::Tensor& document_ids) {
+  TORCH_CHECK(document_ids.dim() == 2, "document_starts: ids must be [B, T]");
+  const int64_t T = document_ids.size(1);
+  const auto ids = document_ids.to(at::kLong);
   // One contiguous run per id: runs in a row equal its distinct ids. Ids that only rise (what
   // packing writes) are the cheap sufficient case; otherwise count distinct ids per row.
-  if (!ids.narrow(1, 1, T - 1).ge(ids.narrow(1, 0, T - 1)).all().item<bool>()) {
-    const auto runs = change.sum(1) + 1;  // [B]
-    for (int64_t b = 0; b < B; ++b) {
+  if (T > 1 && !ids.narrow(1, 1, T - 1).ge(ids.narrow(1, 0, T - 1)).all().item<bool>()) {
+    const auto runs = ids.narrow(1, 1, T - 1).ne(ids.narrow(1, 0, T - 1)).sum(1) + 1;  // [B]
+    for (int64_t b = 0; b < ids.size(0); ++b) {
       if (std::get<0>(at::_unique(ids[b])).numel() != runs[b].item<int64_t>()) return {};
     }
   }
-  const auto pos = at::arange(T, opts).unsqueeze(0).expand({B, T});  // [B, T]
-  starts.narrow(1, 1, T - 1).copy_(at::where(change, pos.narrow(1, 1, T - 1), 0));
-  return std::get<0>(starts.cummax(1));
+  return run_starts(ids);
 }
 
 }  // namespace posttrain::kernels

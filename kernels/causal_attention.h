@@ -33,6 +33,10 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 // undefined tensor otherwise, in which case a dense mask is needed.
 at::Tensor document_starts(const at::Tensor& document_ids);
 
+// The first index of the run of equal ids each token is in: [B, T] int64 from ids [B, T] (any
+// integer dtype, any device). Equals document_starts where that is defined.
+at::Tensor run_starts(const at::Tensor& ids);
+
 // Tests: false makes causal_attention use ATen's mm for its GEMMs instead of the BLAS entry
 // point LibTorch exports (when this build found one).
 bool& attention_blas_allowed();

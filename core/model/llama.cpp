@@ -115,20 +115,14 @@ at::Tensor inverse_frequencies(const LlamaConfig& c) {
   return inv.contiguous();
 }
 
-// Per-token positions when the caller gave none: 0..T-1, or restarting at each new document.
+// Per-token positions when the caller gave none: 0..T-1, or restarting at each new document
+// (the distance to the start of the token's run of equal document ids).
 at::Tensor default_positions(const ForwardInputs& in) {
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   const auto opts = in.input_ids.options().dtype(at::kLong);
   auto pos = at::arange(T, opts).unsqueeze(0).expand({B, T});  // [B, T]
   if (!in.document_ids.defined() || T == 0) return pos.contiguous();
-  // Start index of the current document at each token: the last t' <= t where doc changes.
-  const auto doc = in.document_ids.to(at::kLong);
-  auto starts = at::zeros({B, T}, opts);
-  if (T > 1) {
-    const auto change = doc.narrow(1, 1, T - 1).ne(doc.narrow(1, 0, T - 1));  // [B, T-1]
-    starts.narrow(1, 1, T - 1).copy_(at::where(change, pos.narrow(1, 1, T - 1), 0));
-  }
-  return pos - std::get<0>(starts.cummax(1));
+  return pos - kernels::run_starts(in.document_ids.to(opts.device()));
 }
 
 // Boolean attention mask [B, 1, T, T] (true = may attend), or undefined when plain causal
