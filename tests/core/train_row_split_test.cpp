@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 namespace posttrain::core {
 namespace {
 
+using testing::max_abs_diff;
 using testing::sum_loss;
 using testing::tiny_model;
 
@@ -61,16 +62,6 @@ TrainerOptions options(const std::string& name) {
   o.grad_accum_steps = 2;
   o.threads = 2;
   return o;
-}
-
-double max_abs_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b,
-                    bool grads) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const at::Tensor x = grads ? a[i].grad() : a[i], y = grads ? b[i].grad() : b[i];
-    worst = std::max(worst, (x - y).abs().max().item<double>());
-  }
-  return worst;
 }
 
 TEST(TrainRowSplit, BalancedRunsCoverTheItemsInOrder) {

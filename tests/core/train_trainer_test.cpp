@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <random>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -23,26 +22,11 @@ namespace fs = std::filesystem;
 namespace posttrain::core {
 namespace {
 
+using testing::examples;
+using testing::max_abs_diff;
 using testing::tiny_config;
 using testing::sum_loss;
 using testing::tiny_model;
-
-// Examples of varied length (3..9 tokens) over a 64-token vocabulary; the first two tokens are
-// the "prompt". A simple pattern (next = prev + 1 mod 64) so the loss can fall.
-std::shared_ptr<const std::vector<TokenizedExample>> examples(int n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  auto out = std::make_shared<std::vector<TokenizedExample>>();
-  for (int i = 0; i < n; ++i) {
-    const int len = 3 + static_cast<int>(rng() % 7);
-    std::vector<int64_t> ids;
-    int64_t t = rng() % 64;
-    for (int k = 0; k < len; ++k) ids.push_back((t + k) % 64);
-    std::vector<uint8_t> mask(len, 1);
-    mask[0] = mask[1] = 0;
-    out->push_back(make_targets(ids, mask));
-  }
-  return out;
-}
 
 TrainerOptions base_options(const std::string& dir) {
   TrainerOptions o;
@@ -68,16 +52,6 @@ std::string temp_dir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("posttrain_" + name + "_" + std::to_string(::getpid()));
   posttrain::remove_tree(d.string());
   return d.string();
-}
-
-double max_abs_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b,
-                    bool grads) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    at::Tensor x = grads ? a[i].grad() : a[i], y = grads ? b[i].grad() : b[i];
-    worst = std::max(worst, (x - y).abs().max().item<double>());
-  }
-  return worst;
 }
 
 TEST(TrainTrainer, FourMicroBatchesOfOneEqualOneBatchOfFour) {

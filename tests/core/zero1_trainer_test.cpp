@@ -19,7 +19,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -50,24 +49,13 @@ using testing::tiny_config;
 using testing::sum_loss;
 using testing::tiny_model;
 
-// Examples of 3..9 tokens following next = prev + 1 (mod 64); the first two are the prompt.
+// The trainer tests' examples (next = prev + 1 mod 64), packed into rows of 16 tokens.
 std::shared_ptr<TokenRowDataset> rows() {
-  std::mt19937 rng(11);
-  auto examples = std::make_shared<std::vector<TokenizedExample>>();
-  for (int i = 0; i < 48; ++i) {
-    const int len = 3 + static_cast<int>(rng() % 7);
-    std::vector<int64_t> ids;
-    const int64_t t = rng() % 64;
-    for (int k = 0; k < len; ++k) ids.push_back((t + k) % 64);
-    std::vector<uint8_t> mask(len, 1);
-    mask[0] = mask[1] = 0;
-    examples->push_back(make_targets(ids, mask));
-  }
   PackingOptions p;
   p.max_seq_len = 16;
   p.packing = true;
   p.seed = 5;
-  return std::make_shared<TokenRowDataset>(examples, p);
+  return std::make_shared<TokenRowDataset>(testing::examples(48, 11), p);
 }
 
 // Per rank: 2 rows per micro-batch, 2 micro-batches (a global batch of 8 rows on 2 ranks).
