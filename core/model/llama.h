@@ -37,7 +37,9 @@ struct ForwardInputs {
   // document and each segment is one contiguous run (UsageError otherwise). Without
   // position_ids, segment tokens continue the prefix's positions (each segment from the same
   // position): the layout core/data/shared_prefix.h writes, which also gives positions.
-  at::Tensor segment_ids;
+  // (The initializer keeps four-field brace initialisations, written before this field,
+  // free of -Wmissing-field-initializers.)
+  at::Tensor segment_ids = {};
 };
 
 class LlamaModelImpl : public torch::nn::Module {
