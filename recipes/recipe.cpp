@@ -79,7 +79,8 @@ void parse_model(const json& model, Recipe* r, const std::string& source) {
   if (!init.is_object()) throw key_error(source, "model.init", "expected an object");
   only_keys(init, {"preset", "seed", "tokenizer"}, source, "model.init.");
   string_field(init, "preset", source, "model.init.");
-  if (init.contains("seed") && !init["seed"].is_number_unsigned()) {
+  if (init.contains("seed") &&
+      (!init["seed"].is_number_integer() || init["seed"].get<int64_t>() < 0)) {
     throw key_error(source, "model.init.seed", "expected a non-negative integer");
   }
   if (init.contains("tokenizer")) string_field(init, "tokenizer", source, "model.init.");
