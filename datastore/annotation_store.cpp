@@ -109,10 +109,10 @@ std::vector<Candidate> AnnotationStore::unjudged_candidates(
                  " AND NOT EXISTS (SELECT 1 FROM annotation_tasks t"
                  "   WHERE t.prompt_id = r.prompt_id AND t.round = ?1)"
                  " AND NOT EXISTS (SELECT 1 FROM preference_pairs pp"
-                 "   WHERE pp.prompt_id = r.prompt_id AND coalesce(pp.annotator, '') <> '')"
-                 " AND NOT EXISTS (SELECT 1 FROM responses r2 JOIN scores s2"
-                 "   ON s2.response_id = r2.id AND s2.scorer_kind = 'annotator'"
-                 "   WHERE r2.prompt_id = r.prompt_id)"
+                 "   WHERE pp.prompt_id = r.prompt_id AND coalesce(pp.annotator, '') <> ''"
+                 "   AND r.id IN (pp.chosen_id, pp.rejected_id, pp.edited_id))"
+                 " AND NOT EXISTS (SELECT 1 FROM scores s2"
+                 "   WHERE s2.response_id = r.id AND s2.scorer_kind = 'annotator')"
                  " ORDER BY r.prompt_id, r.id");
   s.bind(1, round).bind(2, source);
   std::vector<Candidate> out;

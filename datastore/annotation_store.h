@@ -78,9 +78,9 @@ class AnnotationStore {
   std::optional<Annotator> annotator_by_token(const std::string& token_sha256);
   std::vector<Annotator> annotators();  // by id
 
-  // Responses of `round` (of prompts from `source` when set), ordered by prompt then id, whose
-  // prompt has no annotation task in that round and no human judgement yet (no pair with an
-  // annotator, no annotator score).
+  // Responses of `round` (of prompts from `source` when set), ordered by prompt then id, with
+  // no human judgement yet (in no pair that names an annotator, no annotator score), of
+  // prompts that have no annotation task in that round.
   std::vector<Candidate> unjudged_candidates(int round, const std::optional<std::string>& source);
   std::optional<int> latest_response_round();  // max(responses.round); nullopt when none
 

@@ -96,7 +96,9 @@ TEST(AnnotateTasks, OnlyUnjudgedPromptsOfTheRoundAndSource) {
     respond(store, p5, Json("x"), 1);
     respond(store, p5, Json("y"), 1);
   }
-  // Prompt 2 already has a human judgement (an imported annotated pair).
+  // Prompt 2's two responses already have a human judgement (an imported annotated pair); a
+  // third, unjudged response alone makes no task.
+  respond(store, 2, Json("a third answer"), 1);
   auto r2 = store.responses_of(2);
   datastore::NewPair human;
   human.prompt_id = 2;
@@ -118,6 +120,16 @@ TEST(AnnotateTasks, OnlyUnjudgedPromptsOfTheRoundAndSource) {
   sel.round = 0;
   EXPECT_EQ(build_tasks(store, sel).added, 1);  // prompt 4
   EXPECT_EQ(count(store, "annotation_tasks"), 3);
+  // A fourth answer gives prompt 2 two unjudged answers, hence a task of those two: a prompt a
+  // human judged before comes back with answers no one judged.
+  respond(store, 2, Json("a fourth answer"), 1);
+  sel.round = 1;
+  EXPECT_EQ(build_tasks(store, sel).added, 1);
+  auto t = AnnotationStore(store).task(4);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->prompt_id, 2);
+  EXPECT_EQ(std::set<int64_t>({t->response_a, t->response_b}),
+            std::set<int64_t>({r2[2], store.responses_of(2)[3]}));
 }
 
 TEST(AnnotateTasks, AgreementSamplingTakesTheStatedFraction) {
