@@ -117,8 +117,7 @@ std::optional<TaskView> Queue::next_task(const datastore::Annotator& who, double
   return view;
 }
 
-SubmitResult Queue::submit(const datastore::Annotator& who, const JudgementRequest& r,
-                           double now) {
+SubmitResult Queue::submit(const datastore::Annotator& who, const JudgementRequest& r, double now) {
   auto tx = store_.transaction();
   std::optional<datastore::Task> task = ann_.task(r.task_id);
   const std::string name = "task " + std::to_string(r.task_id);

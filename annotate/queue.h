@@ -30,14 +30,14 @@ class ApiError : public Error {
 };
 
 struct QueueOptions {
-  double lease_seconds = 600;           // how long a handed-out task stays reserved
-  size_t max_text_bytes = 256 * 1024;   // an edit or skip reason longer than this is refused
+  double lease_seconds = 600;          // how long a handed-out task stays reserved
+  size_t max_text_bytes = 256 * 1024;  // an edit or skip reason longer than this is refused
 };
 
 struct TaskView {
   int64_t id = 0;
-  Json prompt;     // string or message list
-  Json responses;  // [A, B], each a string or message list
+  Json prompt;                  // string or message list
+  Json responses;               // [A, B], each a string or message list
   double lease_expires_at = 0;  // Unix seconds
   int wanted = 1;
 };
@@ -74,8 +74,7 @@ class Queue {
   // The task for this annotator (leased until now + lease_seconds), or nullopt when none is
   // left for them.
   std::optional<TaskView> next_task(const datastore::Annotator& who, double now);
-  SubmitResult submit(const datastore::Annotator& who, const JudgementRequest& request,
-                      double now);
+  SubmitResult submit(const datastore::Annotator& who, const JudgementRequest& request, double now);
   Progress progress(const datastore::Annotator& who, double now);
 
  private:

@@ -86,8 +86,9 @@ struct Server::Impl {
     });
     http.Get("/api/me", [this](const httplib::Request& req, httplib::Response& res) {
       api(req, res, [this](const datastore::Annotator& who, double now, httplib::Response& r) {
-        send_json(r, 200,
-                  Json{{"annotator", who.name}, {"progress", progress_json(queue.progress(who, now))}});
+        send_json(
+            r, 200,
+            Json{{"annotator", who.name}, {"progress", progress_json(queue.progress(who, now))}});
       });
     });
     http.Get("/api/task", [this](const httplib::Request& req, httplib::Response& res) {
@@ -118,6 +119,14 @@ struct Server::Impl {
                        {"needs_third", s.needs_third}});
       });
     });
+    // Any other /api/ path: 401 without a valid token (routes are not revealed), else 404.
+    auto unknown = [this](const httplib::Request& req, httplib::Response& res) {
+      api(req, res, [&](const datastore::Annotator&, double, httplib::Response& r) {
+        send_error(r, 404, "no such route: " + req.method + " " + req.path);
+      });
+    };
+    http.Get("/api/.*", unknown);
+    http.Post("/api/.*", unknown);
     // Unknown routes, and 413 from the payload limit, get a JSON error body too.
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;

@@ -25,11 +25,11 @@ namespace posttrain::annotate {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                   // 0: any free port (see port())
-  int threads = 32;                  // worker threads; each holds a keep-alive connection
-  size_t max_body_bytes = 1 << 20;   // larger request bodies get 413
+  int port = 8080;                  // 0: any free port (see port())
+  int threads = 32;                 // worker threads; each holds a keep-alive connection
+  size_t max_body_bytes = 1 << 20;  // larger request bodies get 413
   QueueOptions queue;
-  std::function<double()> clock;     // Unix seconds; empty: the system clock (tests move it)
+  std::function<double()> clock;  // Unix seconds; empty: the system clock (tests move it)
 };
 
 class Server {

@@ -78,13 +78,14 @@ nlohmann::json to_json(const AnnotationStats& st) {
   j["strengths"] = st.strengths;
   j["by_annotator"] = nlohmann::json::object();
   for (const auto& [name, a] : st.by_annotator) {
-    j["by_annotator"][name] = {{"judgements", a.judgements}, {"skips", a.skips}, {"edits", a.edits}};
+    j["by_annotator"][name] = {
+        {"judgements", a.judgements}, {"skips", a.skips}, {"edits", a.edits}};
   }
-  j["agreement"] = {{"doubly_judged", st.doubly_judged},
-                    {"agreeing", st.agreeing},
-                    {"percent", st.percent_agreement ? nlohmann::json(*st.percent_agreement)
-                                                     : nlohmann::json()},
-                    {"kappa", st.kappa ? nlohmann::json(*st.kappa) : nlohmann::json()}};
+  j["agreement"] = {
+      {"doubly_judged", st.doubly_judged},
+      {"agreeing", st.agreeing},
+      {"percent", st.percent_agreement ? nlohmann::json(*st.percent_agreement) : nlohmann::json()},
+      {"kappa", st.kappa ? nlohmann::json(*st.kappa) : nlohmann::json()}};
   return j;
 }
 

@@ -2,17 +2,17 @@
 // agreement on tasks judged by two or more annotators (the first two judgements of each):
 // percent agreement on the choice and Cohen's kappa, with the first judgement of a task as
 // rater 1 and the second as rater 2:
-//   p_o = agreeing tasks / tasks;  p_e = P1(A) P2(A) + P1(B) P2(B);  kappa = (p_o - p_e) / (1 - p_e)
+//   p_o = agreeing tasks / tasks,  p_e = P1(A) P2(A) + P1(B) P2(B),
+//   kappa = (p_o - p_e) / (1 - p_e)
 // (kappa is undefined, and left out, when p_e = 1: both raters always chose the same side).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "datastore/annotation_store.h"
 

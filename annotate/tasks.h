@@ -1,8 +1,8 @@
 // Building annotation tasks from a round's candidates: for each prompt with at least two
-// responses in the round that no human has judged yet (and no task in the round), one task with two of its responses — the
-// highest-scored under the reward model and a random other when the prompt has scores, two at
-// random otherwise — shown in random order (A/B carries no hint of the score). A fraction of
-// the tasks (agreement sampling) wants two judgements.
+// responses in the round that no human has judged yet (and no task in the round), one task with two
+// of its responses — the highest-scored under the reward model and a random other when the prompt
+// has scores, two at random otherwise — shown in random order (A/B carries no hint of the score). A
+// fraction of the tasks (agreement sampling) wants two judgements.
 #pragma once
 
 #include <cstdint>

@@ -45,8 +45,8 @@ void fill_store(const std::string& path, int tasks, int clients, std::vector<std
   {
     auto tx = store.transaction();
     for (int i = 0; i < tasks; ++i) {
-      int64_t p = store.add_prompt(Json("Question " + std::to_string(i) + ": what is " +
-                                        std::to_string(i) + " + 1?"));
+      int64_t p = store.add_prompt(
+          Json("Question " + std::to_string(i) + ": what is " + std::to_string(i) + " + 1?"));
       for (int k = 0; k < 2; ++k) {
         ds::NewResponse r;
         r.prompt_id = p;
@@ -65,7 +65,8 @@ void fill_store(const std::string& path, int tasks, int clients, std::vector<std
   an::TaskSelection sel;
   sel.agreement = 0;
   an::build_tasks(store, sel);
-  for (int c = 0; c < clients; ++c) tokens->push_back(an::add_user(store, "bench" + std::to_string(c)));
+  for (int c = 0; c < clients; ++c)
+    tokens->push_back(an::add_user(store, "bench" + std::to_string(c)));
   tokens->push_back(an::add_user(store, "browser"));
 }
 
@@ -79,9 +80,12 @@ int main(int argc, char** argv) {
   std::string path;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--tasks") tasks = std::atoi(argv[i + 1]);
-    else if (a == "--clients") clients = std::atoi(argv[i + 1]);
-    else if (a == "--store") path = argv[i + 1];
+    if (a == "--tasks")
+      tasks = std::atoi(argv[i + 1]);
+    else if (a == "--clients")
+      clients = std::atoi(argv[i + 1]);
+    else if (a == "--store")
+      path = argv[i + 1];
     else {
       std::cerr << "usage: bench_annotate [--tasks N] [--clients C] [--store PATH]\n";
       return 2;
@@ -110,12 +114,19 @@ int main(int argc, char** argv) {
       httplib::Headers auth = {{"Authorization", "Bearer " + tokens[c]}};
       for (int n = 0;; ++n) {
         auto res = cli.Get("/api/task", auth);
-        if (!res || res->status != 200) { ++refused; continue; }
+        if (!res || res->status != 200) {
+          ++refused;
+          continue;
+        }
         Json t = Json::parse(res->body)["task"];
         if (t.is_null()) break;
-        Json body{{"task_id", t["id"]}, {"choice", n % 2 ? "a" : "b"}, {"strength", kStrengths[n % 4]}};
+        Json body{
+            {"task_id", t["id"]}, {"choice", n % 2 ? "a" : "b"}, {"strength", kStrengths[n % 4]}};
         auto r = cli.Post("/api/judgement", auth, body.dump(), "application/json");
-        if (r && r->status == 200) ++accepted; else ++refused;
+        if (r && r->status == 200)
+          ++accepted;
+        else
+          ++refused;
       }
     });
   }
@@ -157,13 +168,20 @@ int main(int argc, char** argv) {
                                   static_cast<size_t>(q * first_task_ms.size()))];
   };
   const double rate = accepted / secs;
-  Json line{{"bench", "annotate"},        {"clients", clients},
-            {"tasks", tasks},             {"judgements_per_s", rate},
-            {"seconds", secs},            {"accepted", accepted.load()},
-            {"refused", refused.load()},  {"stored_judgements", st.judgements},
-            {"pairs", st.pairs},          {"none_lost", none_lost},
-            {"integrity", integrity},     {"first_task_ms_p50", pct(0.5)},
-            {"first_task_ms_p95", pct(0.95)}, {"first_task_samples", first_task_ms.size()}};
+  Json line{{"bench", "annotate"},
+            {"clients", clients},
+            {"tasks", tasks},
+            {"judgements_per_s", rate},
+            {"seconds", secs},
+            {"accepted", accepted.load()},
+            {"refused", refused.load()},
+            {"stored_judgements", st.judgements},
+            {"pairs", st.pairs},
+            {"none_lost", none_lost},
+            {"integrity", integrity},
+            {"first_task_ms_p50", pct(0.5)},
+            {"first_task_ms_p95", pct(0.95)},
+            {"first_task_samples", first_task_ms.size()}};
   std::cout << line.dump() << "\n";
   std::printf("%-28s %12s\n", "measure", "value");
   std::printf("%-28s %12.0f\n", "judgements/s", rate);

@@ -158,10 +158,10 @@ std::pair<int64_t, bool> AnnotationStore::add_task(const NewTask& t) {
         .run();
   } catch (const DbError& e) {
     if ((e.code() & 0xff) != SQLITE_CONSTRAINT) throw;
-    throw InputError(Location{"", 0, "response_a"},
-                     "responses " + std::to_string(t.response_a) + " and " +
-                         std::to_string(t.response_b) + " are not both answers to prompt " +
-                         std::to_string(t.prompt_id));
+    throw InputError(Location{"", 0, "response_a"}, "responses " + std::to_string(t.response_a) +
+                                                        " and " + std::to_string(t.response_b) +
+                                                        " are not both answers to prompt " +
+                                                        std::to_string(t.prompt_id));
   }
   int64_t id = store_.db().last_insert_rowid();
   tx.commit();
@@ -250,8 +250,7 @@ std::optional<double> AnnotationStore::lease_expiry(int64_t task_id, int64_t ann
   return s.column_double(0);
 }
 
-int64_t AnnotationStore::live_leases_of_others(int64_t task_id, int64_t annotator_id,
-                                               double now) {
+int64_t AnnotationStore::live_leases_of_others(int64_t task_id, int64_t annotator_id, double now) {
   auto& s = stmt(kLiveOthers,
                  "SELECT count(*) FROM annotation_leases WHERE task_id = ? AND annotator_id <> ?"
                  " AND expires_at > ?")
@@ -309,7 +308,8 @@ bool AnnotationStore::has_judged(int64_t task_id, int64_t annotator_id) {
 }
 
 std::vector<Judgement> AnnotationStore::judgements_of(int64_t task_id) {
-  static const std::string sql = std::string(kJudgementColumns) + "WHERE j.task_id = ? ORDER BY j.id";
+  static const std::string sql =
+      std::string(kJudgementColumns) + "WHERE j.task_id = ? ORDER BY j.id";
   auto& s = stmt(kJudgementsOf, sql.c_str()).bind(1, task_id);
   std::vector<Judgement> out;
   while (s.step()) out.push_back(read_judgement(s));

@@ -30,7 +30,7 @@ struct Annotator {
 struct NewTask {
   int64_t prompt_id = 0;
   int64_t response_a = 0, response_b = 0;  // responses of prompt_id, distinct
-  std::string source;                       // where the pair of responses came from
+  std::string source;                      // where the pair of responses came from
   int round = 0;
   int wanted = 1;  // judgements wanted: 1, or 2 for agreement sampling
 };
@@ -97,7 +97,7 @@ class AnnotationStore {
   // judgements plus other annotators' live leases are fewer than it wants.
   std::optional<int64_t> held_task(int64_t annotator_id, double now);
   std::optional<int64_t> next_free_task(int64_t annotator_id, double now);
-  void put_lease(int64_t task_id, int64_t annotator_id, double expires_at);  // replaces
+  void put_lease(int64_t task_id, int64_t annotator_id, double expires_at);   // replaces
   std::optional<double> lease_expiry(int64_t task_id, int64_t annotator_id);  // live or not
   int64_t live_leases_of_others(int64_t task_id, int64_t annotator_id, double now);
   void drop_lease(int64_t task_id, int64_t annotator_id);

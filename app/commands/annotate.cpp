@@ -25,7 +25,8 @@ namespace ds = posttrain::datastore;
 
 const char* kUsage =
     "usage: posttrain annotate serve    --store DB [--host 127.0.0.1] [--port 8080] [--round R]\n"
-    "                                   [--source S] [--agreement F] [--lease-minutes M] [--seed N]\n"
+    "                                   [--source S] [--agreement F] [--lease-minutes M] [--seed "
+    "N]\n"
     "       posttrain annotate add-user NAME --store DB\n"
     "       posttrain annotate stats    --store DB [--json]\n\n"
     "serve builds tasks from round R's candidates (default: the latest round with responses;\n"

@@ -21,8 +21,8 @@ using datastore::testing::TempDir;
 using Json = nlohmann::json;
 
 // `prompts` prompts ("prompt i"), each with `per_prompt` round-1 responses ("answer i.k").
-inline void add_candidates(datastore::Store& store, int prompts, int per_prompt = 2,
-                           int round = 1, const std::string& source = "") {
+inline void add_candidates(datastore::Store& store, int prompts, int per_prompt = 2, int round = 1,
+                           const std::string& source = "") {
   auto tx = store.transaction();
   for (int i = 0; i < prompts; ++i) {
     int64_t p = store.add_prompt(Json("prompt " + std::to_string(i)), source);

@@ -79,7 +79,8 @@ TEST(AnnotateCli, ServeListensOnAFreePortAndStopsOnSigterm) {
   for (int i = 0; i < 200 && info.is_null(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::string text = read_file(out);
-    if (text.find('\n') != std::string::npos) info = nlohmann::json::parse(text.substr(0, text.find('\n')));
+    if (text.find('\n') != std::string::npos)
+      info = nlohmann::json::parse(text.substr(0, text.find('\n')));
   }
   ASSERT_FALSE(info.is_null()) << read_file(dir / "serve.err");
   EXPECT_EQ(info["tasks_added"], 3);

@@ -36,11 +36,10 @@ TEST(AnnotationStats, CountsAgreementAndKappa) {
   // Agreement 3/4 = 75%. P1(A) = 2/4, P2(A) = 1/4, so p_e = .5*.25 + .5*.75 = .5 and
   // kappa = (.75 - .5) / (1 - .5) = .5. Task 5 has one judgement and a skip (not doubly judged).
   std::vector<Judgement> js = {
-      judged(1, "ann", A, sig), judged(1, "bob", A, bet, true),
-      judged(2, "ann", A, bet), judged(2, "cat", B, bet),
-      judged(3, "bob", B, mar), judged(3, "ann", B, sig),
-      judged(4, "cat", B, bet), judged(4, "bob", B, bet),
-      skipped(5, "cat"),        judged(5, "ann", A, mar),
+      judged(1, "ann", A, sig), judged(1, "bob", A, bet, true), judged(2, "ann", A, bet),
+      judged(2, "cat", B, bet), judged(3, "bob", B, mar),       judged(3, "ann", B, sig),
+      judged(4, "cat", B, bet), judged(4, "bob", B, bet),       skipped(5, "cat"),
+      judged(5, "ann", A, mar),
   };
   AnnotationStats st = stats_of(js);
   EXPECT_EQ(st.judgements, 9);
