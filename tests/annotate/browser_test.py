@@ -11,6 +11,9 @@ shown as text (nothing runs), and a markdown code block is shown as code.
 
     browser_test.py --bin build/posttrain [--screenshot annotate/screenshot.png] [--keep]
 
+Chromium and its driver are Debian's (/usr/bin/chromium, /usr/bin/chromedriver) unless
+POSTTRAIN_CHROMIUM / POSTTRAIN_CHROMEDRIVER name others.
+
 Exit status 0 pass, 1 fail, 77 skip (selenium missing or Chromium cannot start; CTest's
 SKIP_RETURN_CODE). Everything is bounded: waits time out, the server is stopped at the end.
 """
@@ -102,12 +105,13 @@ def stop_server(proc):
 
 def start_browser():
     opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
+    opts.binary_location = os.environ.get("POSTTRAIN_CHROMIUM", "/usr/bin/chromium")
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1400,1000", "--force-device-scale-factor=1"):
         opts.add_argument(a)
     try:
-        return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        driver = os.environ.get("POSTTRAIN_CHROMEDRIVER", "/usr/bin/chromedriver")
+        return webdriver.Chrome(service=Service(driver), options=opts)
     except Exception as e:  # no chromium/chromedriver, or it cannot start here
         print(f"SKIP: Chromium cannot start: {type(e).__name__}: {str(e).splitlines()[0]}")
         sys.exit(SKIP)
