@@ -147,6 +147,9 @@ def annotate(driver, url, token, screenshot):
     wait = WebDriverWait(driver, 20)
     driver.get(url)
     field = wait.until(EC.visibility_of_element_located((By.ID, "token")))
+    field.send_keys("0" * 64 + Keys.ENTER)  # a wrong token is refused on the page
+    wait.until(lambda d: d.find_element(By.ID, "login-error").text == "That token was not accepted.")
+    field = driver.find_element(By.ID, "token")
     field.send_keys(token + Keys.ENTER)
     wait.until(EC.visibility_of_element_located((By.ID, "task")))
 
