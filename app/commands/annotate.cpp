@@ -51,7 +51,7 @@ int cmd_serve(const std::vector<std::string>& args) {
       ("port", po::value<int>()->default_value(8080), "port (0: any free port, printed)")
       ("round", po::value<int>(), "round whose candidates become tasks (default: latest)")
       ("source", po::value<std::string>(), "only prompts from this source")
-      ("agreement", po::value<double>()->default_value(0.1),
+      ("agreement", po::value<double>()->default_value(0.1, "0.1"),
        "fraction of new tasks judged by two annotators")
       ("lease-minutes", po::value<double>()->default_value(10), "how long a task stays reserved")
       ("seed", po::value<uint64_t>(), "seed for picks, sides and agreement (default: random)")
