@@ -39,6 +39,23 @@ const char kJudgementColumns[] =
     "SELECT j.id, j.task_id, j.annotator_id, a.name, j.choice, j.strength, j.edited_id,"
     " j.skip_reason, j.created_at FROM judgements j JOIN annotators a ON a.id = j.annotator_id ";
 
+// Single-row reads reset their statement before returning: a statement left on a row keeps
+// the connection's read transaction (and its snapshot) open, and a later BEGIN IMMEDIATE on a
+// snapshot another connection has moved past fails with SQLITE_BUSY however long it retries.
+int64_t count_of(Statement& s) {
+  s.step();
+  int64_t n = s.column_int(0);
+  s.reset();
+  return n;
+}
+
+std::optional<int64_t> first_id(Statement& s) {
+  if (!s.step()) return std::nullopt;
+  int64_t id = s.column_int(0);
+  s.reset();
+  return id;
+}
+
 Judgement read_judgement(const Statement& s) {
   Judgement j;
   j.id = s.column_int(0);
@@ -72,7 +89,9 @@ int64_t AnnotationStore::add_annotator(const std::string& name, const std::strin
   if (name.empty()) throw InputError(Location{"", 0, "name"}, "empty annotator name");
   Transaction tx(store_.db());
   auto& s = stmt(kSelAnnotatorByName, "SELECT id FROM annotators WHERE name = ?").bind(1, name);
-  if (s.step()) throw UsageError("annotator '" + name + "' already exists");
+  const bool taken = s.step();
+  s.reset();
+  if (taken) throw UsageError("annotator '" + name + "' already exists");
   stmt(kInsAnnotator, "INSERT INTO annotators(name, token_sha256) VALUES (?, ?)")
       .bind(1, name)
       .bind(2, token_sha256)
@@ -86,7 +105,9 @@ std::optional<Annotator> AnnotationStore::annotator_by_token(const std::string& 
   auto& s = stmt(kSelAnnotatorByToken, "SELECT id, name FROM annotators WHERE token_sha256 = ?")
                 .bind(1, token_sha256);
   if (!s.step()) return std::nullopt;
-  return Annotator{s.column_int(0), s.column_text(1)};
+  Annotator a{s.column_int(0), s.column_text(1)};
+  s.reset();
+  return a;
 }
 
 std::vector<Annotator> AnnotationStore::annotators() {
@@ -128,8 +149,10 @@ std::vector<Candidate> AnnotationStore::unjudged_candidates(
 
 std::optional<int> AnnotationStore::latest_response_round() {
   auto& s = stmt(kSelLatestRound, "SELECT max(round) FROM responses");
-  if (!s.step() || s.column_is_null(0)) return std::nullopt;
-  return static_cast<int>(s.column_int(0));
+  std::optional<int> round;
+  if (s.step() && !s.column_is_null(0)) round = static_cast<int>(s.column_int(0));
+  s.reset();
+  return round;
 }
 
 std::pair<int64_t, bool> AnnotationStore::add_task(const NewTask& t) {
@@ -144,7 +167,11 @@ std::pair<int64_t, bool> AnnotationStore::add_task(const NewTask& t) {
                   .bind(1, t.prompt_id)
                   .bind(2, t.response_a)
                   .bind(3, t.response_b);
-  if (sel.step()) return {sel.column_int(0), false};
+  if (sel.step()) {
+    int64_t id = sel.column_int(0);
+    sel.reset();
+    return {id, false};
+  }
   try {
     stmt(kInsTask,
          "INSERT INTO annotation_tasks(prompt_id, response_a, response_b, source, round, wanted)"
@@ -185,6 +212,7 @@ std::optional<Task> AnnotationStore::task(int64_t id) {
   t.judged = static_cast<int>(s.column_int(7));
   t.open = s.column_int(8) != 0;
   t.pair_id = s.column_opt_int(9);
+  s.reset();
   return t;
 }
 
@@ -212,8 +240,7 @@ std::optional<int64_t> AnnotationStore::held_task(int64_t annotator_id, double n
                  " ORDER BY l.task_id LIMIT 1")
                 .bind(1, annotator_id)
                 .bind(2, now);
-  if (!s.step()) return std::nullopt;
-  return s.column_int(0);
+  return first_id(s);
 }
 
 std::optional<int64_t> AnnotationStore::next_free_task(int64_t annotator_id, double now) {
@@ -227,8 +254,7 @@ std::optional<int64_t> AnnotationStore::next_free_task(int64_t annotator_id, dou
                  " ORDER BY t.id LIMIT 1")
                 .bind(1, annotator_id)
                 .bind(2, now);
-  if (!s.step()) return std::nullopt;
-  return s.column_int(0);
+  return first_id(s);
 }
 
 void AnnotationStore::put_lease(int64_t task_id, int64_t annotator_id, double expires_at) {
@@ -247,7 +273,9 @@ std::optional<double> AnnotationStore::lease_expiry(int64_t task_id, int64_t ann
                 .bind(1, task_id)
                 .bind(2, annotator_id);
   if (!s.step()) return std::nullopt;
-  return s.column_double(0);
+  double expires = s.column_double(0);
+  s.reset();
+  return expires;
 }
 
 int64_t AnnotationStore::live_leases_of_others(int64_t task_id, int64_t annotator_id, double now) {
@@ -257,8 +285,7 @@ int64_t AnnotationStore::live_leases_of_others(int64_t task_id, int64_t annotato
                 .bind(1, task_id)
                 .bind(2, annotator_id)
                 .bind(3, now);
-  s.step();
-  return s.column_int(0);
+  return count_of(s);
 }
 
 void AnnotationStore::drop_lease(int64_t task_id, int64_t annotator_id) {
@@ -304,7 +331,9 @@ bool AnnotationStore::has_judged(int64_t task_id, int64_t annotator_id) {
   auto& s = stmt(kHasJudged, "SELECT 1 FROM judgements WHERE task_id = ? AND annotator_id = ?")
                 .bind(1, task_id)
                 .bind(2, annotator_id);
-  return s.step();
+  const bool judged = s.step();
+  s.reset();
+  return judged;
 }
 
 std::vector<Judgement> AnnotationStore::judgements_of(int64_t task_id) {
@@ -331,8 +360,7 @@ int64_t AnnotationStore::judged_since(int64_t annotator_id, double since) {
                  "SELECT count(*) FROM judgements WHERE annotator_id = ? AND created_at >= ?")
                 .bind(1, annotator_id)
                 .bind(2, since);
-  s.step();
-  return s.column_int(0);
+  return count_of(s);
 }
 
 int64_t AnnotationStore::open_tasks_left(int64_t annotator_id) {
@@ -343,15 +371,13 @@ int64_t AnnotationStore::open_tasks_left(int64_t annotator_id) {
                  " - (SELECT count(*) FROM judgements j JOIN annotation_tasks t"
                  "    ON t.id = j.task_id WHERE j.annotator_id = ? AND t.open = 1)")
                 .bind(1, annotator_id);
-  s.step();
-  return s.column_int(0);
+  return count_of(s);
 }
 
 int64_t AnnotationStore::count_tasks(bool open_only) {
   auto& s = open_only ? stmt(kCountOpen, "SELECT count(*) FROM annotation_tasks WHERE open = 1")
                       : stmt(kCountAll, "SELECT count(*) FROM annotation_tasks");
-  s.step();
-  return s.column_int(0);
+  return count_of(s);
 }
 
 }  // namespace posttrain::datastore

@@ -77,6 +77,37 @@ TEST(AnnotateApi, LeasesNeverHandOneTaskToTwoAnnotators) {
   EXPECT_EQ(f.judge("alice", 1, "b", "better").status, 409);  // once only
 }
 
+TEST(AnnotateApi, TwoServersOnOneStoreShareTheLeases) {
+  // Leases live in the store and each request is one write transaction, so a second server
+  // process (here: a second server object with its own connection) cannot hand out a held task.
+  Fixture f(2, {"alice", "bob", "carol"});
+  ServerOptions o;
+  o.port = 0;
+  o.clock = [&f] { return f.now.load(); };
+  Server second(f.path, o);
+  const int port2 = second.start();
+  EXPECT_EQ(f.task_id("alice"), 1);
+  httplib::Client cli("127.0.0.1", port2);
+  httplib::Headers bob = {{"Authorization", "Bearer " + f.token["bob"]}};
+  auto r = cli.Get("/api/task", bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Json::parse(r->body)["task"]["id"], 2);
+  EXPECT_EQ(f.task_id("carol"), 0);
+  auto j = cli.Post("/api/judgement", bob,
+                    Json{{"task_id", 2}, {"choice", "a"}, {"strength", "better"}}.dump(),
+                    "application/json");
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->status, 200);
+  second.stop();
+  // An annotator added while the server runs (`annotate add-user` is another process) can
+  // sign in at once: the server reads the store afresh on every request.
+  {
+    auto store = f.store();
+    f.token["dave"] = add_user(store, "dave");
+  }
+  EXPECT_EQ(f.get("/api/me", f.token["dave"]).status, 200);
+}
+
 TEST(AnnotateApi, AnExpiredLeaseFreesTheTask) {
   Fixture f(1, {"alice", "bob"}, 0, /*lease_seconds=*/600);
   EXPECT_EQ(f.task_id("alice"), 1);
