@@ -1,7 +1,7 @@
 // Migration 3: the tables of the annotation page (annotate/). Annotators with the SHA-256 of
 // their token (never the token), tasks (a prompt and two of its responses) with how many
 // judgements each wants, leases (who holds which task until when), and judgements, one row per
-// annotator and task, skips included. Lease and judgement times are Unix seconds (REAL), so the
+// annotator and task, skips included; plus the open-task count the page shows, kept by triggers. Lease and judgement times are Unix seconds (REAL), so the
 // lease arithmetic is plain comparison.
 #include "datastore/annotation_schema.h"
 
@@ -38,12 +38,31 @@ const char* annotation_tables_sql() {
          "    ('significantly_better', 'better', 'slightly_better', 'marginally_better')),"
          "  edited_id INTEGER REFERENCES responses(id), skip_reason TEXT,"
          "  created_at REAL NOT NULL,"
+         // a copy of the task's open flag (kept by a trigger) so an annotator's judgements on
+         // open tasks are counted from a small partial index, not by joining every judgement
+         "  task_open INTEGER NOT NULL DEFAULT 1,"
          // a judgement names a choice and a strength; a skip names neither and has a reason.
          "  CHECK ((choice IS NULL) = (strength IS NULL)),"
          "  CHECK ((choice IS NULL) = (skip_reason IS NOT NULL)),"
          "  CHECK (edited_id IS NULL OR choice IS NOT NULL),"
          "  UNIQUE (task_id, annotator_id));"
-         "CREATE INDEX judgements_by_annotator ON judgements(annotator_id, created_at);";
+         "CREATE INDEX judgements_by_annotator ON judgements(annotator_id, created_at);"
+         "CREATE INDEX judgements_open_by_annotator ON judgements(annotator_id)"
+         "  WHERE task_open = 1;"
+         // The number of open tasks, kept by triggers whoever writes: the page shows what is
+         // left on every task, and counting a large queue each time would cost milliseconds.
+         "CREATE TABLE annotation_queue ("
+         "  id INTEGER PRIMARY KEY CHECK (id = 1), open_tasks INTEGER NOT NULL);"
+         "INSERT INTO annotation_queue(id, open_tasks) VALUES (1, 0);"
+         "CREATE TRIGGER annotation_tasks_added AFTER INSERT ON annotation_tasks"
+         "  BEGIN UPDATE annotation_queue SET open_tasks = open_tasks + NEW.open; END;"
+         "CREATE TRIGGER annotation_tasks_removed AFTER DELETE ON annotation_tasks"
+         "  BEGIN UPDATE annotation_queue SET open_tasks = open_tasks - OLD.open; END;"
+         "CREATE TRIGGER annotation_tasks_opened_or_closed AFTER UPDATE OF open ON annotation_tasks"
+         "  WHEN OLD.open <> NEW.open BEGIN"
+         "    UPDATE annotation_queue SET open_tasks = open_tasks + NEW.open - OLD.open;"
+         "    UPDATE judgements SET task_open = NEW.open WHERE task_id = NEW.id;"
+         "  END;";
 }
 
 }  // namespace posttrain::datastore

@@ -216,6 +216,7 @@ TEST(AnnotateApi, SkipKeepsTheTaskForOthers) {
   EXPECT_TRUE(s.body["pair_id"].is_null());
   EXPECT_EQ(f.task_id("alice"), 2);  // never the skipped one again
   EXPECT_EQ(f.task_id("bob"), 1);
+  EXPECT_EQ(f.task("bob").body["progress"]["left"], 2);
   auto store = f.store();
   EXPECT_EQ(store.db().query_text("SELECT skip_reason FROM judgements"),
             "I cannot read this language");
@@ -315,6 +316,11 @@ TEST(AnnotateApi, EightClientsJudgingAtOnceLoseNothing) {
             0);
   EXPECT_EQ(count(store, "preference_pairs"), kTasks);
   EXPECT_EQ(count(store, "annotation_leases"), 0);
+  // The trigger-kept counts agree with the rows.
+  EXPECT_EQ(store.db().query_int("SELECT open_tasks FROM annotation_queue"), 0);
+  EXPECT_EQ(store.db().query_int("SELECT count(*) FROM judgements j JOIN annotation_tasks t"
+                                 " ON t.id = j.task_id WHERE j.task_open <> t.open"),
+            0);
   EXPECT_EQ(store.integrity_check(), "ok");
 }
 
