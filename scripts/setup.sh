@@ -5,7 +5,7 @@
 # in ./build.
 #
 #   scripts/setup.sh            install + build (torch on)
-#   POSTTRAIN_WITH_TORCH=OFF scripts/setup.sh   torch-free build (store, synth, verify)
+#   POSTTRAIN_WITH_TORCH=OFF scripts/setup.sh   torch-free build (store, synth, verify, annotate)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
