@@ -74,7 +74,7 @@ TEST(StoreCli, InitImportStatsPairsExport) {
   r = run_cli("store export --store " + db + " --format trl --min-strength better --out -",
               dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r"})"
+  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r","strength":"better"})"
                    "\n");
   r = run_cli("store import --store " + db + " --format trl - < " + (dir / "m.jsonl"), dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
