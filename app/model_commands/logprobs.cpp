@@ -3,11 +3,7 @@
 // messages (rendered with the chat template). Rows are scored in right-padded batches with an
 // attention mask, so batching never changes a row's numbers; each output line repeats the
 // input fields and adds input_ids and token_logprobs (len(input_ids) - 1 floats).
-#include "core/logprobs.h"
-
-#include <ATen/ATen.h>
 #include <ATen/Context.h>
-#include <c10/core/InferenceMode.h>
 
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +17,7 @@
 #include "common/jsonl.h"
 #include "common/progress.h"
 #include "core/checkpoint/hf_checkpoint.h"
+#include "core/scoring.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -87,28 +84,18 @@ class RowTokens {
   std::optional<core::Tokenizer> tok_;
 };
 
-// Scores one batch and writes its rows.
-void score_batch(core::LlamaModelImpl& model, std::vector<Row>& batch, at::Device device,
-                 JsonlWriter& out) {
-  int64_t T = 0;
-  for (const auto& r : batch) T = std::max<int64_t>(T, r.ids.size());
-  const int64_t B = batch.size();
-  auto ids = at::zeros({B, T}, at::kLong), mask = at::zeros({B, T}, at::kLong);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = batch[b].ids.size();
-    ids[b].narrow(0, 0, n).copy_(at::tensor(batch[b].ids, at::kLong));
-    mask[b].narrow(0, 0, n).fill_(1);
-  }
-  core::ForwardInputs in;
-  in.input_ids = ids.to(device);
-  in.attention_mask = mask.to(device);
-  const auto lp = core::token_logprobs(model, in).to(at::kCPU).to(at::kDouble).contiguous();
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = batch[b].ids.size();
-    const double* p = lp[b].data_ptr<double>();
+// Scores one batch (core/scoring.h: right-padded, so batching never changes a row's numbers)
+// and writes its rows.
+void score_batch(core::LlamaModelImpl& model, std::vector<Row>& batch,
+                 const core::ScoringOptions& options, JsonlWriter& out) {
+  std::vector<core::ScoredSequence> seqs;
+  seqs.reserve(batch.size());
+  for (const auto& r : batch) seqs.push_back({r.ids, {}});
+  const auto scores = core::score_sequences(model, seqs, options);
+  for (size_t b = 0; b < batch.size(); ++b) {
     json& row = batch[b].fields;
     row["input_ids"] = batch[b].ids;
-    row["token_logprobs"] = std::vector<double>(p, p + (n - 1));
+    row["token_logprobs"] = scores[b].token_logprobs;
     out.write(row);
   }
   batch.clear();
@@ -159,7 +146,9 @@ int run_logprobs(const std::vector<std::string>& args) {
       core::load_model(model_dir, device, dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat);
   model->eval();
 
-  c10::InferenceMode inference;
+  core::ScoringOptions scoring;
+  scoring.device = device;
+  scoring.batch_size = batch_size;
   JsonlReader reader(vm["input"].as<std::string>());
   JsonlWriter writer(out_path);
   RowTokens tokens(model_dir, format, config.vocab_size);
@@ -171,10 +160,10 @@ int run_logprobs(const std::vector<std::string>& args) {
     Row r{row, tokens.ids(row, reader)};
     batch.push_back(std::move(r));
     if (static_cast<int64_t>(batch.size()) == batch_size)
-      score_batch(*model, batch, device, writer);
+      score_batch(*model, batch, scoring, writer);
     progress.update(++rows);
   }
-  if (!batch.empty()) score_batch(*model, batch, device, writer);
+  if (!batch.empty()) score_batch(*model, batch, scoring, writer);
   writer.close();
   progress.finish();
   std::cerr << "logprobs: scored " << rows << " rows from " << reader.path() << " into " << out_path
