@@ -200,10 +200,15 @@ class Runner {
     fs::remove(dir + ".config.json");
     fs::create_directories(dir);
     StageRun run{dir, state_.store, r};
-    const std::vector<std::string> args = kind.command(config, run);
-    std::cout << label << ": " << command_line(args) << std::endl;
     const auto t0 = std::chrono::steady_clock::now();
-    exec_or_throw(args, label);
+    for (const StageStep& step : kind.steps(config, run)) {
+      if (step.in_process) {
+        step.in_process(config, run);
+        continue;
+      }
+      std::cout << label << ": " << command_line(step.args) << std::endl;
+      exec_or_throw(step.args, label);
+    }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -225,6 +230,7 @@ class Runner {
       }
       store_->add_checkpoint(dir, stage.kind, r, parents, weights);
     }
+    record_evals(r, dir);
     if (kind.trains) {
       const int64_t stage_run =
           store_->ensure_run(recipe_.name + "/round-" + std::to_string(r) + "/" + stage.name);
@@ -237,6 +243,21 @@ class Runner {
     std::cout << label << ": done in " << static_cast<int64_t>(seconds * 10) / 10.0 << " s -> "
               << dir << std::endl;
     (void)index;
+  }
+
+  // OUT/evals.json of an evaluating stage: each number becomes an eval of the policy it
+  // evaluated (the newest policy when the stage ran) for this round.
+  void record_evals(int r, const std::string& dir) {
+    const std::string path = dir + "/evals.json";
+    if (!fs::exists(path)) return;
+    std::ifstream in(path);
+    json evals = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!evals.is_object()) throw Error(path + ": expected a JSON object of eval values");
+    std::optional<int64_t> policy_id;
+    if (auto ck = store_->checkpoint_by_path(state_.policy)) policy_id = ck->id;
+    for (const auto& [name, value] : evals.items()) {
+      if (value.is_number()) store_->add_eval(policy_id, r, name, value.get<double>());
+    }
   }
 
   void finish_state(const StageKind& kind, const StageSpec& stage, const std::string& dir) {

@@ -17,6 +17,13 @@ struct StageRun {
   int round = 0;
 };
 
+// One step of a stage: a `posttrain` command line, or (when `in_process` is set) work done by
+// the runner itself between commands (reshaping one command's output into the next's input).
+struct StageStep {
+  std::vector<std::string> args;
+  void (*in_process)(const nlohmann::json& config, const StageRun& run) = nullptr;
+};
+
 struct StageKind {
   std::string name;
   // What the stage's output folder is: "policy", "reward_model", or "" (data only).
@@ -30,8 +37,9 @@ struct StageKind {
   // `unchecked_paths` ("data.store", "model.path") are not required to exist.
   void (*check)(const nlohmann::json& config, const std::string& where,
                 const std::vector<std::string>& unchecked_paths, bool skip_paths);
-  // The arguments after `posttrain` that run a resolved config; may write files in out_dir.
-  std::vector<std::string> (*command)(const nlohmann::json& config, const StageRun& run);
+  // The steps that run a resolved config, in order; may write files in out_dir. A stage that
+  // evaluates leaves OUT/evals.json ({"name": value, ...}), which the runner records.
+  std::vector<StageStep> (*steps)(const nlohmann::json& config, const StageRun& run);
 };
 
 // The kind named `name`; InputError naming `where` when there is none.
