@@ -88,7 +88,8 @@ nlohmann::json parse_json(const std::string& text, const Location& where, bool i
   check_json_depth(text, where);
   try {
     return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/true, ignore_comments);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number past double's range ("1e999").
     throw InputError(where, std::string("not valid JSON (") + e.what() + ")");
   }
 }

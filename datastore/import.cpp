@@ -186,7 +186,7 @@ void parse_object(std::string_view line, const Location& where, Json* row) {
   check_json_depth(line.data(), line.data() + line.size(), where);
   try {
     *row = Json::parse(line);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for "1e999"
     throw InputError(where, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!row->is_object()) throw InputError(where, "expected a JSON object on each line");

@@ -81,7 +81,8 @@ core::ConfigSchema sft_schema() {
          "SQLite store to read a round's selected samples from (with data.store_round)"});
   // The store's keys mean nothing without a store: setting one alone is a config error.
   ConfigKey store_round{"data", "store_round", T::kInt, nullptr, false, {},
-                        "the round whose selected SFT samples are read from data.store"};
+                        "the round whose selected SFT samples are read from data.store",
+                        core::int_range(0, 1000000)};
   store_round.needs = "data.store";
   s.add(std::move(store_round));
   ConfigKey store_weight{"data", "store_weight", T::kFloat, 1.0, false, {},
@@ -94,7 +95,7 @@ core::ConfigSchema sft_schema() {
   s.add({"data", "eval_fraction", T::kFloat, 0.0, false, {},
          "fraction of each training source held out (seeded) for eval loss", check_fraction});
   s.add({"data", "max_seq_len", T::kInt, 2048, false, {},
-         "token limit of one example and of one packed row", check_positive});
+         "token limit of one example and of one packed row", core::int_range(1, 1 << 20)});
   s.add({"data", "overlong", T::kString, "truncate", false, {"truncate", "drop"},
          "what happens to examples longer than max_seq_len (counted in the data log line)"});
   s.add({"data", "packing", T::kBool, true, false, {},

@@ -18,6 +18,7 @@
 #include "common/progress.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/scoring.h"
+#include "core/data/row_checks.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -49,6 +50,11 @@ class RowTokens {
                            "token id " + std::to_string(ids[i]) + " outside the vocabulary [0, " +
                                std::to_string(vocab_) + ")");
         }
+      }
+      if (row.contains("text") && !row["text"].is_null()) {  // the ids are scored: must agree
+        core::check_text_matches_ids(tokenizer(reader),
+                                     require_string(row, "text", reader.where("text")), ids,
+                                     reader.where());
       }
     } else if (row.contains("text")) {
       field = "text";
@@ -111,7 +117,9 @@ int run_logprobs(const std::vector<std::string>& args) {
       "dtype", po::value<std::string>()->default_value("float32"), "float32|bfloat16")(
       "batch-size", po::value<int64_t>()->default_value(8), "rows per forward pass")(
       "chat-template", po::value<std::string>(),
-      "llama3|chatml for messages rows (default: from the tokenizer)");
+      "llama3|chatml for messages rows (default: from the tokenizer)")(
+      "truncate", po::bool_switch(),
+      "score the first max_position_embeddings tokens of longer rows (default: an error)");
   add_output_option(desc, "JSONL: the input fields plus input_ids and token_logprobs");
   po::variables_map vm;
   if (!parse_options("usage: posttrain logprobs --model DIR --input IN.jsonl --output OUT.jsonl "
@@ -157,7 +165,8 @@ int run_logprobs(const std::vector<std::string>& args) {
   int64_t rows = 0;
   json row;
   while (reader.next(&row)) {
-    Row r{row, tokens.ids(row, reader)};
+    Row r{row, core::fit_context(tokens.ids(row, reader), config.max_position_embeddings,
+                                 vm["truncate"].as<bool>(), reader.where())};
     batch.push_back(std::move(r));
     if (static_cast<int64_t>(batch.size()) == batch_size)
       score_batch(*model, batch, scoring, writer);

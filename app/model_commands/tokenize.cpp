@@ -8,6 +8,7 @@
 #include "app/options.h"
 #include "common/error.h"
 #include "common/jsonl.h"
+#include "core/data/row_checks.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -22,6 +23,7 @@ const char* kUsage =
     "PATH is a tokenizer.json, a model folder holding one, or `byte-level` (the built-in\n"
     "tokenizer of tiny models). --text prints {\"text\", \"input_ids\"} as one JSON line. With\n"
     "--input, each line is copied to the output with: `input_ids` added when it has `text`\n"
+    "(a line with both keeps its input_ids, and its text must encode to them, else an error)\n"
     "(BOS as the tokenizer's post-processor says, unless --no-special-tokens); `text` added when\n"
     "it has `input_ids`; `input_ids` and `sft_target_mask` (1 on the tokens SFT trains on) added\n"
     "when it has `messages` (a list of {role, content, weight?}), rendered with the tokenizer's\n"
@@ -41,7 +43,12 @@ struct Settings {
 
 // Fills in the missing side of one row; `where` names the input line.
 void process_row(const core::Tokenizer& tok, const Settings& s, const Location& where, json* row) {
-  if (row->contains("text") && !(*row)["text"].is_null()) {
+  const bool has_ids = row->contains("input_ids") && !(*row)["input_ids"].is_null();
+  if (has_ids && row->contains("text") && !(*row)["text"].is_null()) {
+    // Both given: the ids stay, and the text must encode to them (never overwritten silently).
+    auto ids = require_int_list(*row, "input_ids", where);
+    core::check_text_matches_ids(tok, require_string(*row, "text", where), ids, where);
+  } else if (row->contains("text") && !(*row)["text"].is_null()) {
     std::string text = require_string(*row, "text", where);
     (*row)["input_ids"] = tok.encode(text, s.add_special);
   } else if (row->contains("input_ids") && !(*row)["input_ids"].is_null()) {

@@ -211,7 +211,7 @@ std::map<std::string, std::string> checkpoint_tensor_files(const std::string& di
   return out;
 }
 
-void load_weights(LlamaModelImpl& model, const std::string& dir) {
+void load_weights(LlamaModelImpl& model, const std::string& dir, bool allow_non_finite) {
   const auto& config = model.config();
   const auto files = checkpoint_tensor_files(dir);
   std::map<std::string, std::shared_ptr<SafetensorsFile>> open;
@@ -244,6 +244,13 @@ void load_weights(LlamaModelImpl& model, const std::string& dir) {
     if (!p) throw UsageError("model has no parameter " + name);
     at::Tensor dst = *p;
     dst.copy_(f->view(name));
+    if (!allow_non_finite && !dst.isfinite().all().item<bool>()) {
+      const int64_t bad = dst.numel() - dst.isfinite().sum().item<int64_t>();
+      throw InputError(Location{it->second, 0, name},
+                       "tensor '" + name + "' holds " + std::to_string(bad) + " of " +
+                           std::to_string(dst.numel()) +
+                           " values that are NaN or infinite (a diverged or corrupt checkpoint)");
+    }
   }
   for (const auto& [name, path] : files) {
     if (!expected.count(name) && !ignorable(name, config)) {
@@ -253,10 +260,11 @@ void load_weights(LlamaModelImpl& model, const std::string& dir) {
   }
 }
 
-LlamaModel load_model(const std::string& dir, at::Device device, at::ScalarType dtype) {
+LlamaModel load_model(const std::string& dir, at::Device device, at::ScalarType dtype,
+                      bool allow_non_finite) {
   const auto config = load_config(dir);
   LlamaModel model(config, at::TensorOptions().dtype(dtype).device(device), false);
-  load_weights(*model, dir);
+  load_weights(*model, dir, allow_non_finite);
   return model;
 }
 

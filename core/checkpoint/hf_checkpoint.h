@@ -35,13 +35,14 @@ LlamaConfig load_config(const std::string& dir);
 
 // Builds the model of DIR/config.json with parameters of `dtype` on `device` and loads its
 // weights. Throws IoError / InputError naming the file and tensor for missing, unexpected or
-// mis-shaped tensors.
+// mis-shaped tensors, and for a tensor holding NaN or Inf unless `allow_non_finite` (one
+// isfinite pass per tensor on load: such weights would give null log-probs and losses later).
 LlamaModel load_model(const std::string& dir, at::Device device = at::kCPU,
-                      at::ScalarType dtype = at::kFloat);
+                      at::ScalarType dtype = at::kFloat, bool allow_non_finite = false);
 // Loads DIR's weights into an existing model of the same config (strict: every tensor of
 // hf_layout present with its shape, nothing else except a tied model's redundant lm_head.weight
-// and rotary inv_freq buffers, which are ignored).
-void load_weights(LlamaModelImpl& model, const std::string& dir);
+// and rotary inv_freq buffers, which are ignored; finite unless `allow_non_finite`).
+void load_weights(LlamaModelImpl& model, const std::string& dir, bool allow_non_finite = false);
 
 // Name -> file path of every tensor in DIR (single file or shards via the index).
 std::map<std::string, std::string> checkpoint_tensor_files(const std::string& dir);

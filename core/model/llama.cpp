@@ -24,6 +24,7 @@
 
 #include "common/error.h"
 #include "core/model/attention_spans.h"
+#include "core/model/model_memory.h"
 #include "core/model/autocast_scope.h"
 #include "core/model/linear.h"
 #include "kernels/causal_attention.h"
@@ -399,6 +400,11 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config, at::TensorOptions opti
       config_.num_attention_heads <= 0 || config_.num_key_value_heads <= 0 ||
       config_.num_attention_heads % config_.num_key_value_heads != 0) {
     throw UsageError("invalid Llama config: sizes must be positive and kv heads divide heads");
+  }
+  if (options.device().is_cpu()) {  // before the first allocation
+    check_model_fits(config_, static_cast<int64_t>(c10::elementSize(
+                                  c10::typeMetaToScalarType(options.dtype()))),
+                     available_host_memory_bytes(), "Llama config");
   }
   parts_->model = register_module("model", Backbone(config_, options));
   if (config_.kind == ModelKind::kRewardModel) {

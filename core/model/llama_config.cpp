@@ -42,6 +42,10 @@ struct Reader {
   int64_t opt_int(const std::string& key, int64_t fallback) const {
     return has(key) ? get_int(key) : fallback;
   }
+  double req_num(const std::string& key) const {
+    if (!has(key)) throw error(key, "missing required field");
+    return opt_num(key, 0.0);
+  }
   double opt_num(const std::string& key, double fallback) const {
     if (!has(key)) return fallback;
     const auto& v = j.at(key);
@@ -71,10 +75,12 @@ RopeScaling read_rope(const Reader& r) {
   }
   s.rope_type = type;
   if (type == "llama3") {
-    s.factor = r.opt_num("factor", 8.0);
-    s.low_freq_factor = r.opt_num("low_freq_factor", 1.0);
-    s.high_freq_factor = r.opt_num("high_freq_factor", 4.0);
-    s.original_max_position_embeddings = r.opt_int("original_max_position_embeddings", 8192);
+    // Every field of the type is required, as transformers' rope validation requires them: a
+    // default would silently change the positions the model was trained with.
+    s.factor = r.req_num("factor");
+    s.low_freq_factor = r.req_num("low_freq_factor");
+    s.high_freq_factor = r.req_num("high_freq_factor");
+    s.original_max_position_embeddings = r.req_int("original_max_position_embeddings");
     if (s.factor <= 0 || s.low_freq_factor <= 0 || s.high_freq_factor <= s.low_freq_factor ||
         s.original_max_position_embeddings <= 0) {
       throw r.error("factor",

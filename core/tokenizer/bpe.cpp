@@ -58,10 +58,19 @@ void BpeModel::load(const json& spec, const Location& where) {
   if (!spec.contains("vocab") || !spec["vocab"].is_object()) {
     throw InputError(at(where, "model.vocab"), "expected an object of token → id");
   }
+  // Ids index a table of (highest id + 1) entries: allow holes, but not an id so far past the
+  // number of tokens (1e9 in a vocabulary of 300) that the table would take gigabytes.
+  const int64_t id_limit = 2 * static_cast<int64_t>(spec["vocab"].size()) + 1024;
   for (const auto& item : spec["vocab"].items()) {
-    if (!item.value().is_number_integer() || item.value().get<int64_t>() < 0 ||
-        item.value().get<int64_t>() > (1 << 30)) {
+    if (!item.value().is_number_integer() || item.value().get<int64_t>() < 0) {
       throw InputError(at(where, "model.vocab." + item.key()), "expected a non-negative id");
+    }
+    if (item.value().get<int64_t>() >= id_limit) {
+      throw InputError(at(where, "model.vocab." + item.key()),
+                       "id " + std::to_string(item.value().get<int64_t>()) + " is far past the " +
+                           std::to_string(spec["vocab"].size()) +
+                           " tokens of the vocabulary (ids must be below " +
+                           std::to_string(id_limit) + ")");
     }
     auto id = item.value().get<int32_t>();
     if (item.key().empty()) throw InputError(at(where, "model.vocab"), "empty token string");

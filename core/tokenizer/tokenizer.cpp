@@ -60,7 +60,7 @@ json read_json_file(const std::string& path) {
   check_json_depth(text, {path, 0, ""});
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for "1e999"
     throw InputError({path, 0, ""}, std::string("malformed JSON: ") + e.what());
   }
 }

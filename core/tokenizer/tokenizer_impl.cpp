@@ -165,7 +165,25 @@ void TokenizerImpl::parse_added_tokens(const json& list) {
     if (added_by_id.count(token.id)) {
       throw InputError(here, "id " + std::to_string(token.id) + " is used twice");
     }
-    if (added_by_content.count(token.content)) continue;  // HF keeps the first
+    // Ids index per-id tables (vocab_size entries): an id far past the model's vocabulary and
+    // the other added tokens (1e8, 1e9) would allocate gigabytes. Added tokens extend the
+    // vocabulary (nearly) densely in every tokenizer we know (Llama 3: 128000..128255); allow
+    // holes up to twice that plus 1024, as for the model's own ids.
+    const int64_t id_limit = 2 * (model.size() + static_cast<int64_t>(list.size())) + 1024;
+    if (token.id >= id_limit) {
+      throw InputError({here.file, 0, here.field + ".id"},
+                       "id " + std::to_string(token.id) + " is far past the model's " +
+                           std::to_string(model.size()) + " tokens plus " +
+                           std::to_string(list.size()) + " added tokens (ids must be below " +
+                           std::to_string(id_limit) + ")");
+    }
+    auto same = added_by_content.find(token.content);
+    if (same != added_by_content.end()) {
+      // Silently keeping one of the two would change which id the text encodes to.
+      throw InputError({here.file, 0, here.field + ".content"},
+                       "content '" + token.content + "' is also added token id " +
+                           std::to_string(added[same->second].id) + "; each content once");
+    }
     added_by_id[token.id] = added.size();
     added_by_content[token.content] = added.size();
     vocab_size = std::max(vocab_size, token.id + 1);

@@ -95,6 +95,17 @@ nlohmann::json parse_override_value(const ConfigKey& k, const std::string& text)
 
 }  // namespace
 
+std::function<std::string(const nlohmann::json&)> int_range(int64_t lo, int64_t hi) {
+  return [lo, hi](const nlohmann::json& v) -> std::string {
+    // Unsigned values past INT64_MAX are out of range too (get<int64_t> would wrap them).
+    const bool in = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) &&
+                                                 static_cast<int64_t>(v.get<uint64_t>()) >= lo
+                                           : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (in) return "";
+    return "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump();
+  };
+}
+
 void ConfigSchema::add(ConfigKey key) {
   if (find(key.section, key.key)) {
     throw Error("config schema: key " + key.section + "." + key.key + " added twice");

@@ -51,6 +51,11 @@ struct ConfigKey {
   std::string needs;
 };
 
+// A ConfigKey::check for an integer key: the value must lie in [lo, hi] ("must be in [1, 65536],
+// got 1000000000000"). Every integer key that sizes work or memory has one, so a typo such as
+// micro_batch_size 10^12 is an error instead of a run that never makes progress.
+std::function<std::string(const nlohmann::json&)> int_range(int64_t lo, int64_t hi);
+
 class ConfigSchema {
  public:
   void add(ConfigKey key);

@@ -549,10 +549,10 @@ void Trainer::save_checkpoint(int64_t step) {
 
 int64_t Trainer::try_resume() {
   if (!options_.resume) return 0;
-  const std::string dir = newest_checkpoint(options_.dir);
+  auto [dir, st] = resume_newest_checkpoint(
+      options_.dir, model_.ptr().get(), impl_->optimizer.get(), impl_->names, impl_->params,
+      {options_.resume_inexact, options_.resume_previous});
   if (dir.empty()) return 0;
-  TrainingState st = load_training_checkpoint(dir, model_.ptr().get(), impl_->optimizer.get(),
-                                              impl_->names, impl_->params);
   if (st.global_batch_rows != global_batch_rows()) {
     throw UsageError(dir + " was trained with a global batch of " +
                      std::to_string(st.global_batch_rows) + " rows, this run has " +

@@ -6,6 +6,9 @@ namespace posttrain::core {
 
 namespace {
 
+// Upper bound of step counts (warmup, max_steps, intervals): far past any real run.
+constexpr int64_t kMaxSteps = 1000000000;
+
 std::string positive(const nlohmann::json& v) {
   return v.get<double>() > 0 ? "" : "must be > 0";
 }
@@ -43,7 +46,7 @@ void add_trainer_keys(ConfigSchema* s, ModelKind kind) {
           "decoupled weight decay, applied to 2-D weights only (not norms)", non_negative});
 
   s->add({"schedule", "warmup_steps", T::kInt, 0, false, {},
-          "optimizer steps of linear warmup from 0 to optimizer.lr", non_negative});
+          "optimizer steps of linear warmup from 0 to optimizer.lr", int_range(0, kMaxSteps)});
   s->add({"schedule", "decay", T::kString, "cosine", false, {"cosine", "linear", "constant"},
           "decay after warmup, down to lr * min_lr_ratio at the last step"});
   s->add({"schedule", "min_lr_ratio", T::kFloat, 0.0, false, {},
@@ -51,15 +54,15 @@ void add_trainer_keys(ConfigSchema* s, ModelKind kind) {
 
   s->add({"training", "max_steps", T::kInt, 0, false, {},
           "optimizer steps to run; 0 = training.epochs passes over the training rows",
-          non_negative});
+          int_range(0, kMaxSteps)});
   s->add({"training", "epochs", T::kInt, 1, false, {},
-          "passes over the training rows when max_steps is 0", positive});
+          "passes over the training rows when max_steps is 0", int_range(1, 1000000)});
   s->add({"training", "micro_batch_size", T::kInt, 1, false, {},
-          "rows per forward/backward pass on one rank", positive});
+          "rows per forward/backward pass on one rank", int_range(1, 65536)});
   s->add({"training", "grad_accum_steps", T::kInt, 1, false, {},
           "micro-batches per optimizer step on one rank (global batch = micro_batch_size * "
           "grad_accum_steps * ranks rows)",
-          positive});
+          int_range(1, 65536)});
   s->add({"training", "max_grad_norm", T::kFloat, 1.0, false, {},
           "clip the global gradient norm to this; 0 = no clipping"});
   s->add({"training", "seed", T::kInt, 0, false, {},
@@ -72,22 +75,22 @@ void add_trainer_keys(ConfigSchema* s, ModelKind kind) {
           "recompute each block's activations in backward (less memory, ~30% more compute)"});
   s->add({"training", "eval_every", T::kInt, 0, false, {},
           "optimizer steps between eval passes (when there is eval data); 0 = only at the end",
-          non_negative});
+          int_range(0, kMaxSteps)});
   s->add({"training", "log_every", T::kInt, 1, false, {},
-          "optimizer steps between metrics.jsonl lines", positive});
+          "optimizer steps between metrics.jsonl lines", int_range(1, kMaxSteps)});
   if (kind == ModelKind::kCausalLM) {
     s->add({"training", "logprob_chunk", T::kInt, 4096, false, {},
             "tokens per chunk of the vocabulary projection in the loss (bounds logits memory)",
-            positive});
+            int_range(1, 1 << 24)});
     s->add({"training", "keep_logits_mb", T::kInt, 4096, false, {},
             "keep the head's logits of a micro-batch for backward when they fit this many MiB "
             "(one big matmul each way); above it, backward recomputes them chunk by chunk",
-            non_negative});
+            int_range(0, 1 << 24)});
   }
   s->add({"training", "peak_tflops", T::kFloat, 0.0, false, {},
           "device peak for MFU on GPU; 0 = 989 (H100 SXM bf16 dense)", non_negative});
   s->add({"training", "threads", T::kInt, 0, false, {},
-          "CPU intra-op threads; 0 = LibTorch's default", non_negative});
+          "CPU intra-op threads; 0 = LibTorch's default", int_range(0, 4096)});
   s->add({"training", "zero_stage", T::kInt, 0, false, {},
           "0 = every data-parallel rank keeps all AdamW state; 1 = ZeRO-1: each rank keeps the "
           "moments of its shard of the parameters only, steps them, and broadcasts them (same "
@@ -99,13 +102,19 @@ void add_trainer_keys(ConfigSchema* s, ModelKind kind) {
           "OUT/metrics.jsonl"});
   s->add({"output", "save_every", T::kInt, 0, false, {},
           "optimizer steps between checkpoints (model + optimizer + data position); 0 = none",
-          non_negative});
+          int_range(0, kMaxSteps)});
   s->add({"output", "save_dtype", T::kString, "float32", false, {"float32", "bfloat16"},
           "dtype of the final model's weights (checkpoints stay float32 for exact resume)"});
   s->add({"output", "keep_checkpoints", T::kInt, 0, false, {},
-          "keep only the newest N checkpoints; 0 = keep all", non_negative});
+          "keep only the newest N checkpoints; 0 = keep all", int_range(0, 1000000)});
   s->add({"output", "resume", T::kBool, true, false, {},
           "continue from the newest complete OUT/checkpoint-<step>/ when there is one"});
+  s->add({"output", "resume_inexact", T::kBool, false, false, {},
+          "resume even when optimizer.safetensors lacks some parameters' moments or has extra "
+          "ones (a warning says the resume is not exact); otherwise that is an error"});
+  s->add({"output", "resume_previous", T::kBool, false, false, {},
+          "when the newest checkpoint is corrupt, resume from the previous complete one "
+          "(with a warning); otherwise that is an error naming both"});
 }
 
 TrainerOptions trainer_options_from_config(const nlohmann::json& c) {
@@ -143,6 +152,8 @@ TrainerOptions trainer_options_from_config(const nlohmann::json& c) {
   o.save_dtype = out.at("save_dtype").get<std::string>();
   o.keep_checkpoints = out.at("keep_checkpoints").get<int64_t>();
   o.resume = out.at("resume").get<bool>();
+  o.resume_inexact = out.at("resume_inexact").get<bool>();
+  o.resume_previous = out.at("resume_previous").get<bool>();
   return o;
 }
 

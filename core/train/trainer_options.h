@@ -50,6 +50,8 @@ struct TrainerOptions {
   std::string save_dtype = "float32";  // dtype of the final model in OUT (float32|bfloat16)
   int64_t keep_checkpoints = 0;   // newest checkpoints kept; 0 = all
   bool resume = true;             // continue from the newest complete checkpoint in OUT
+  bool resume_inexact = false;    // resume even with missing/extra optimizer moments (warns)
+  bool resume_previous = false;   // newest checkpoint corrupt: resume from the previous one
 };
 
 // Adds the optimizer, schedule, training and output sections to `schema`.

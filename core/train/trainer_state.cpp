@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
-#include <regex>
 #include <unordered_set>
 
 #include <ATen/ATen.h>
@@ -125,23 +125,39 @@ TrainingState read_training_state(const std::string& path) {
   return TrainingState::from_json(j, path);
 }
 
-std::string newest_checkpoint(const std::string& out_dir) {
-  if (!fs::is_directory(out_dir)) return "";
-  static const std::regex kName("checkpoint-([0-9]+)");
-  int64_t best = -1;
-  std::string found;
-  for (const auto& entry : fs::directory_iterator(out_dir)) {
-    std::smatch m;
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !std::regex_match(name, m, kName)) continue;
-    if (!fs::exists(entry.path() / "trainer_state.json")) continue;
-    const int64_t step = std::stoll(m[1]);
-    if (step > best) {
-      best = step;
-      found = entry.path().string();
-    }
+std::optional<int64_t> checkpoint_step(const std::string& name) {
+  static const std::string kPrefix = "checkpoint-";
+  if (name.size() <= kPrefix.size() || name.compare(0, kPrefix.size(), kPrefix) != 0) {
+    return std::nullopt;
   }
-  return found;
+  int64_t step = 0;
+  for (size_t i = kPrefix.size(); i < name.size(); ++i) {
+    const char c = name[i];
+    if (c < '0' || c > '9') return std::nullopt;
+    if (step > (INT64_MAX - (c - '0')) / 10) return std::nullopt;  // past INT64_MAX
+    step = step * 10 + (c - '0');
+  }
+  return step;
+}
+
+std::vector<std::string> complete_checkpoints(const std::string& out_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(out_dir)) return {};
+  for (const auto& entry : fs::directory_iterator(out_dir)) {
+    const auto step = checkpoint_step(entry.path().filename().string());
+    if (!step || !entry.is_directory()) continue;
+    if (!fs::exists(entry.path() / "trainer_state.json")) continue;
+    found.emplace_back(*step, entry.path().string());
+  }
+  std::sort(found.rbegin(), found.rend());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::string newest_checkpoint(const std::string& out_dir) {
+  auto all = complete_checkpoints(out_dir);
+  return all.empty() ? "" : all.front();
 }
 
 OptimizerMoments optimizer_moments(torch::optim::AdamW& optimizer,
@@ -179,13 +195,9 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
 
   if (keep > 0) {
     std::vector<std::pair<int64_t, fs::path>> all;
-    static const std::regex kName("checkpoint-([0-9]+)");
     for (const auto& entry : fs::directory_iterator(out_dir)) {
-      std::smatch m;
-      const std::string name = entry.path().filename().string();
-      if (entry.is_directory() && std::regex_match(name, m, kName)) {
-        all.emplace_back(std::stoll(m[1]), entry.path());
-      }
+      const auto step = checkpoint_step(entry.path().filename().string());
+      if (entry.is_directory() && step) all.emplace_back(*step, entry.path());
     }
     std::sort(all.begin(), all.end());
     for (size_t i = 0; i + keep < all.size(); ++i) posttrain::remove_tree((all[i].second).string());
@@ -195,7 +207,8 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
 TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* model,
                                        torch::optim::AdamW* optimizer,
                                        const std::vector<std::string>& names,
-                                       const std::vector<at::Tensor>& params) {
+                                       const std::vector<at::Tensor>& params,
+                                       const ResumeOptions& options) {
   TrainingState st = read_training_state((fs::path(dir) / "trainer_state.json").string());
   {
     at::NoGradGuard no_grad;
@@ -209,10 +222,24 @@ TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* m
   for (const auto& group : optimizer->param_groups()) {
     for (const auto& p : group.params()) stepped.insert(p.unsafeGetTensorImpl());
   }
+  // Every entry must be a moment of one of the model's parameters.
+  std::unordered_set<std::string> known;
+  for (const auto& n : names) {
+    known.insert(n + ".exp_avg");
+    known.insert(n + ".exp_avg_sq");
+  }
+  std::vector<std::string> extra, missing;
+  for (const auto& entry : file.names()) {
+    if (!known.count(entry)) extra.push_back(entry);
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     if (stepped.count(params[i].unsafeGetTensorImpl()) == 0) continue;
     const std::string a = names[i] + ".exp_avg", b = names[i] + ".exp_avg_sq";
-    if (!file.contains(a) && !file.contains(b)) continue;
+    if (!file.contains(a) || !file.contains(b)) {
+      // After AdamW's first step every parameter it updates has both moments.
+      if (st.adam_step > 0) missing.push_back(!file.contains(a) ? a : b);
+      continue;
+    }
     auto s = std::make_unique<torch::optim::AdamWParamState>();
     s->step(st.adam_step);
     s->exp_avg(file.read(a, params[i].scalar_type(), params[i].device()));
@@ -221,6 +248,24 @@ TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* m
       throw InputError(Location{opt_path, 0, a}, "shape does not match the parameter");
     }
     table[params[i].unsafeGetTensorImpl()] = std::move(s);
+  }
+  if (!missing.empty() || !extra.empty()) {
+    std::string what;
+    if (!missing.empty()) {
+      what += std::to_string(missing.size()) + " missing moment(s) (first: " + missing[0] +
+              "; they would restart from zero)";
+    }
+    if (!extra.empty()) {
+      what += std::string(what.empty() ? "" : " and ") + std::to_string(extra.size()) +
+              " entr(ies) for parameters the model does not have (first: " + extra[0] + ")";
+    }
+    if (!options.allow_inexact) {
+      throw InputError(Location{opt_path, 0, ""},
+                       what + "; resuming would not continue the run exactly (set "
+                              "output.resume_inexact=true to resume anyway)");
+    }
+    std::cerr << "warning: " << opt_path << ": " << what
+              << "; the resume is NOT exact (output.resume_inexact)\n";
   }
   if (!st.rng_cpu_hex.empty()) {
     auto gen = at::detail::getDefaultCPUGenerator();
@@ -234,6 +279,31 @@ void save_final_model(const std::string& out_dir, LlamaModelImpl& model, at::Sca
                       const std::function<void(const std::string&)>& save_extra) {
   save_model(model, out_dir, dtype);
   if (save_extra) save_extra(out_dir);
+}
+
+std::pair<std::string, TrainingState> resume_newest_checkpoint(
+    const std::string& out_dir, LlamaModelImpl* model, torch::optim::AdamW* optimizer,
+    const std::vector<std::string>& names, const std::vector<at::Tensor>& params,
+    const ResumeOptions& options) {
+  const std::vector<std::string> all = complete_checkpoints(out_dir);
+  for (size_t k = 0; k < all.size(); ++k) {
+    try {
+      return {all[k], load_training_checkpoint(all[k], model, optimizer, names, params, options)};
+    } catch (const Error& e) {
+      // Only a damaged checkpoint (bad or missing files) may be skipped, not a usage problem.
+      if (!dynamic_cast<const InputError*>(&e) && !dynamic_cast<const IoError*>(&e)) throw;
+      const std::string corrupt = all[k] + " is corrupt: " + e.what();
+      if (k + 1 == all.size()) throw IoError(corrupt + "; there is no earlier complete checkpoint");
+      if (!options.fall_back_to_previous) {
+        throw IoError(corrupt + "; the previous complete checkpoint is " + all[k + 1] +
+                      ": set output.resume_previous=true to resume from it (or remove " + all[k] +
+                      ")");
+      }
+      std::cerr << "warning: " << corrupt << "; resuming from " << all[k + 1]
+                << " (output.resume_previous)\n";
+    }
+  }
+  return {"", TrainingState{}};
 }
 
 }  // namespace posttrain::core

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +51,12 @@ struct TrainingState {
 void write_training_state(const std::string& path, const TrainingState& state);
 TrainingState read_training_state(const std::string& path);
 
+// The step of a folder named "checkpoint-<digits>", or nullopt for any other name, including a
+// step past INT64_MAX ("checkpoint-99999999999999999999" is not a checkpoint of ours).
+std::optional<int64_t> checkpoint_step(const std::string& folder_name);
+
+// Complete OUT/checkpoint-<step>/ folders (trainer_state.json present), newest first.
+std::vector<std::string> complete_checkpoints(const std::string& out_dir);
 // The newest complete OUT/checkpoint-<step>/ folder, or "" when there is none.
 std::string newest_checkpoint(const std::string& out_dir);
 
@@ -73,14 +80,35 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
                               const std::function<void(const std::string&)>& save_extra,
                               int64_t keep);
 
+// What a resume may do when a checkpoint is not exactly what the run needs.
+struct ResumeOptions {
+  // optimizer.safetensors lacking some parameters' moments (they restart from zero) or holding
+  // moments of parameters the model does not have: an error unless this is set, then a warning
+  // on stderr saying the resume is not exact.
+  bool allow_inexact = false;
+  // The newest checkpoint is corrupt (unreadable state, weights or moments): an error naming it
+  // and the previous complete one unless this is set, then that previous one is loaded.
+  bool fall_back_to_previous = false;
+};
+
 // Restores weights, AdamW moments and step, and the CPU RNG from `checkpoint_dir`; returns its
 // state. Moments are loaded only for the parameters in the optimizer's param groups (all of
 // them, or this rank's shard under ZeRO-1); the optimizer's other state is cleared. Throws
-// InputError naming the file when a piece is missing or mis-shaped.
+// InputError naming the file when a piece is missing, mis-shaped or not finite, and (unless
+// options.allow_inexact) when a stepped parameter's moments are missing or the file holds
+// moments of parameters the model does not have.
 TrainingState load_training_checkpoint(const std::string& checkpoint_dir, LlamaModelImpl* model,
                                        torch::optim::AdamW* optimizer,
                                        const std::vector<std::string>& names,
-                                       const std::vector<at::Tensor>& params);
+                                       const std::vector<at::Tensor>& params,
+                                       const ResumeOptions& options = {});
+
+// Loads the newest complete checkpoint of `out_dir` (see ResumeOptions for a corrupt one).
+// Returns the folder loaded and its state; the folder is "" when there is no checkpoint.
+std::pair<std::string, TrainingState> resume_newest_checkpoint(
+    const std::string& out_dir, LlamaModelImpl* model, torch::optim::AdamW* optimizer,
+    const std::vector<std::string>& names, const std::vector<at::Tensor>& params,
+    const ResumeOptions& options);
 
 // The final model in OUT/ (HF folder in `dtype`) plus the stage's extra files.
 void save_final_model(const std::string& out_dir, LlamaModelImpl& model, at::ScalarType dtype,

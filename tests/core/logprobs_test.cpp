@@ -148,6 +148,47 @@ TEST(LogprobsCli, BadRowsNameFileLineAndField) {
   EXPECT_NE(r.err.find("reward model"), std::string::npos) << r.err;
 }
 
+TEST(LogprobsCli, RowsLongerThanTheContextAreAnErrorUnlessTruncated) {
+  // llama3_untied: max_position_embeddings 256. A 300-token row was scored silently before.
+  const std::string model = testing::model_fixture("llama3_untied");
+  const std::string dir = testing::temp_dir("cli");
+  std::vector<int64_t> ids(300);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i % 280);
+  std::ofstream(dir + "/in.jsonl") << json{{"input_ids", {1, 2}}}.dump() << "\n"
+                                   << json{{"input_ids", ids}}.dump() << "\n";
+  auto r = run_cli("logprobs --model " + model + " --input " + dir + "/in.jsonl --output " + dir +
+                   "/o.jsonl");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("in.jsonl:2: the row has 300 tokens, more than the model's context of 256"),
+            std::string::npos)
+      << r.err;
+  r = run_cli("logprobs --model " + model + " --input " + dir + "/in.jsonl --output " + dir +
+              "/o.jsonl --truncate");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = read_jsonl(dir + "/o.jsonl");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1]["input_ids"].size(), 256u);
+  EXPECT_EQ(rows[1]["token_logprobs"].size(), 255u);
+}
+
+TEST(LogprobsCli, TextAndInputIdsMustAgree) {
+  // A tiny model with the byte-level tokenizer: "hi" is BOS 256, 104, 105.
+  const std::string dir = testing::temp_dir("cli");
+  ASSERT_EQ(run_cli("init --preset tiny --seed 3 --output " + dir + "/m").status, 0);
+  std::ofstream(dir + "/in.jsonl") << R"({"text": "hi", "input_ids": [256, 104, 105]})" "\n"
+                                   << R"({"text": "hi", "input_ids": [104, 105]})" "\n"
+                                   << R"({"text": "hi", "input_ids": [256, 104, 106]})" "\n";
+  const auto r = run_cli("logprobs --model " + dir + "/m --input " + dir + "/in.jsonl --output " +
+                         dir + "/o.jsonl");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("in.jsonl:3: field 'text': does not encode to the row's input_ids"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("first difference at token 2: 106 in input_ids, 105 from the text"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(InitCli, WritesALoadableCheckpointWithTokenizer) {
   const std::string dir = testing::temp_dir("init") + "/m";
   auto r = run_cli("init --preset tiny --seed 3 --output " + dir);

@@ -93,6 +93,25 @@ TEST_F(TokenizeCli, TextFlagPrintsOneLine) {
   EXPECT_EQ(json::parse(r.output)["input_ids"], json({104, 105}));
 }
 
+TEST_F(TokenizeCli, RowsWithTextAndIdsKeepTheIdsWhichMustMatch) {
+  // byte-level: "hi" is BOS 256, 104, 105. Before, the given ids were overwritten silently.
+  std::string in = write("both.jsonl", "{\"text\": \"hi\", \"input_ids\": [256, 104, 105]}\n"
+                                       "{\"text\": \"hi\", \"input_ids\": [104, 105]}\n");
+  std::string out = (dir_ / "o.jsonl").string();
+  Result r = run("--tokenizer byte-level --input " + in + " --output " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto rows = read_jsonl(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["input_ids"], json({256, 104, 105}));
+  EXPECT_EQ(rows[1]["input_ids"], json({104, 105}));
+  in = write("mismatch.jsonl", "{\"text\": \"hi\"}\n{\"text\": \"ho\", \"input_ids\": [256, 104, 105]}\n");
+  r = run("--tokenizer byte-level --input " + in + " --output " + out);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("mismatch.jsonl:2: field 'text': does not encode to the row's input_ids"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(TokenizeCli, BadLinesFailWithFileLineAndField) {
   std::string in = write("bad.jsonl", "{\"text\": \"ok\"}\n{\"input_ids\": [1, 99999]}\n");
   Result r =
