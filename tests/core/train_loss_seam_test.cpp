@@ -70,7 +70,8 @@ class PairRows : public RowDataset {
   MicroBatch collate(const std::vector<RowRef>& refs) override {
     const int64_t B = static_cast<int64_t>(refs.size());
     const int64_t rows = across_ ? 2 * B : B, T = across_ ? kDoc : 2 * kDoc;
-    at::Tensor ids = at::zeros({rows, T}, at::kLong), tgt = at::full({rows, T}, -100, at::kLong);
+    at::Tensor ids = at::zeros({rows, T}, at::kLong);
+    at::Tensor tgt = at::full({rows, T}, kIgnoreTarget, at::kLong);
     at::Tensor pos = at::zeros({rows, T}, at::kLong), doc = at::zeros({rows, T}, at::kLong);
     at::Tensor seg = at::zeros({rows, T}, at::kLong);  // 1: chosen target, 2: rejected target
     auto put = [&](int64_t row, int64_t offset, int64_t d, const Pair& p, bool chosen) {
@@ -348,7 +349,8 @@ TEST(LossSeam, TwoGlooRanksEqualOneRank) {
   for (const auto& p : one.parameters()) flat.push_back(p.detach().reshape({-1}).to(at::kDouble));
   const at::Tensor mine = at::cat(flat);
   for (int r = 0; r < 2; ++r) {
-    const at::Tensor theirs = testing::read_flat(work / ("rank" + std::to_string(r) + "_params.bin"));
+    const at::Tensor theirs =
+        testing::read_flat(work / ("rank" + std::to_string(r) + "_params.bin"));
     EXPECT_LT((theirs - mine).abs().max().item<double>(), 1e-5) << "rank " << r;
   }
   posttrain::remove_tree(work.string());

@@ -170,5 +170,16 @@ TEST(TrainTrainer, TooLittleDataIsAClearError) {
   }
 }
 
+TEST(TrainTrainer, FlopsCountTheHeadOfTheModelKind) {
+  // tiny_config: hidden 32, 2 layers, 4 heads / 2 kv heads of dim 8, MLP 64, vocabulary 64.
+  // Per layer: q/k/v/o 32 * 8 * (2 * 4 + 2 * 2) = 3072, MLP 3 * 32 * 64 = 6144 -> 2 * 9216 = 18432
+  // matmul weights; the LM head adds 32 * 64 = 2048, a reward model's score head 32 * 1.
+  // Attention at seq_len 1: 12 * 2 layers * 4 heads * 8 / 2 = 384.
+  LlamaConfig c = tiny_config();
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, 1), 6.0 * (18432 + 2048) + 384);
+  c.kind = ModelKind::kRewardModel;
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, 1), 6.0 * (18432 + 32) + 384);
+}
+
 }  // namespace
 }  // namespace posttrain::core
