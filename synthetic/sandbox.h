@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/parallel.h"  // parallel_for: a worker number is a sandbox slot
 
 namespace posttrain::synthetic {
 
@@ -111,10 +112,6 @@ class Sandbox {
   mutable std::mutex lease_mutex_;
   mutable std::map<int, std::pair<int, int>> leases_;  // slot -> (uid, lock fd)
 };
-
-// Runs fn(i, worker) for i in [0, n) on `workers` threads (each worker has its own index, used
-// as the sandbox slot). Exceptions from fn are rethrown after all threads stop.
-void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn);
 
 // Host pids whose real uid is `uid` (reads /proc), zombies included unless told otherwise (a
 // zombie still counts against RLIMIT_NPROC). Used to check that nothing survives.
