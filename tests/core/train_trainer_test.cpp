@@ -181,5 +181,19 @@ TEST(TrainTrainer, FlopsCountTheHeadOfTheModelKind) {
   EXPECT_DOUBLE_EQ(train_flops_per_token(c, 1), 6.0 * (18432 + 32) + 384);
 }
 
+TEST(TrainTrainer, RewardModelSchemaHasNoHeadChunkKeys) {
+  ConfigSchema lm, rm;
+  add_trainer_keys(&lm);
+  add_trainer_keys(&rm, ModelKind::kRewardModel);
+  const nlohmann::json base = {{"output", {{"dir", "/tmp/x"}}}};
+  EXPECT_EQ(trainer_options_from_config(lm.resolve(base, {"training.logprob_chunk=64"}, "c.json"))
+                .logprob_chunk,
+            64);
+  EXPECT_THROW(rm.resolve(base, {"training.logprob_chunk=64"}, "c.json"), InputError);
+  EXPECT_THROW(rm.resolve(base, {"training.keep_logits_mb=1"}, "c.json"), InputError);
+  // Without the keys the options keep their defaults.
+  EXPECT_EQ(trainer_options_from_config(rm.resolve(base, {}, "c.json")).logprob_chunk, 4096);
+}
+
 }  // namespace
 }  // namespace posttrain::core

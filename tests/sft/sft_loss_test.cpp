@@ -47,7 +47,7 @@ std::vector<core::TokenizedExample> some_examples(const core::Tokenizer& tok) {
 std::string decode_targets(const core::Tokenizer& tok, const core::TokenizedExample& ex) {
   std::vector<int64_t> ids;
   for (int64_t t : ex.targets) {
-    if (t != -100) ids.push_back(t);
+    if (t != core::kIgnoreTarget) ids.push_back(t);
   }
   return tok.decode(ids);
 }
