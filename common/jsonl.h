@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/error.h"
+#include "common/utf8.h"  // is_valid_utf8, which the reader applies to every line
 
 namespace posttrain {
 
@@ -54,8 +55,5 @@ class JsonlWriter {
   std::ofstream file_;
   std::ostream* out_ = nullptr;
 };
-
-// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, max U+10FFFF).
-bool is_valid_utf8(const std::string& s);
 
 }  // namespace posttrain

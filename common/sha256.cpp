@@ -3,21 +3,27 @@
 #include <openssl/evp.h>
 
 #include "common/error.h"
+#include "common/hex.h"
 
 namespace posttrain {
 
-std::string sha256_hex(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+std::string sha256_digest(std::string_view bytes) {
+  // One reusable context per thread: EVP_Digest would allocate and free a context per call.
+  struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Ctx c;
+  unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1)
+  if (!c.ctx || EVP_DigestInit_ex(c.ctx, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(c.ctx, bytes.data(), bytes.size()) != 1 ||
+      EVP_DigestFinal_ex(c.ctx, out, &len) != 1) {
     throw Error("SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out(2 * len, '0');
-  for (unsigned i = 0; i < len; ++i) {
-    out[2 * i] = hex[digest[i] >> 4];
-    out[2 * i + 1] = hex[digest[i] & 15];
   }
-  return out;
+  return std::string(reinterpret_cast<const char*>(out), len);
 }
+
+std::string sha256_hex(std::string_view bytes) { return to_hex(sha256_digest(bytes)); }
 
 }  // namespace posttrain

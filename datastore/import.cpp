@@ -97,7 +97,7 @@ bool finish(Canonical* c) {
   } else {
     c->text = canonical_json(Json(std::move(c->text)));
   }
-  c->digest = digest(c->text);
+  c->digest = sha256_digest(c->text);
   return true;
 }
 

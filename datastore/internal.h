@@ -4,18 +4,12 @@
 #include <string>
 #include <string_view>
 
+#include "common/sha256.h"  // sha256_digest: the raw content hashes
 #include "datastore/sqlite.h"
 #include "datastore/store.h"
 
 namespace posttrain::datastore::internal {
 
-// Raw 32-byte SHA-256 of `bytes`.
-std::string digest(std::string_view bytes);
-std::string to_hex(std::string_view bytes);
-// posttrain::is_valid_utf8 with a fast path that skips ASCII eight bytes at a time, used by
-// canonical_json's string dump. Same answers (tested against it). The import no longer calls it:
-// a line nlohmann's SAX parser accepts is valid UTF-8, and the general path uses the common one.
-bool valid_utf8(std::string_view s);
 
 // The commonest TRL line, {"prompt": "...", "chosen": "...", "rejected": "..."} (other string
 // fields ignored), read with nlohmann's SAX parser straight into canonical form, no DOM built.

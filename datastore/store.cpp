@@ -3,8 +3,6 @@
 // caller's transaction when one is open.
 #include "datastore/store.h"
 
-#include <openssl/evp.h>
-
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -12,87 +10,11 @@
 #include <thread>
 
 #include "common/jsonl.h"
+#include "common/sha256.h"
 #include "datastore/internal.h"
 #include "datastore/schema.h"
 
 namespace posttrain::datastore {
-
-// ---- hashing ----------------------------------------------------------------------------------
-
-namespace internal {
-
-std::string digest(std::string_view bytes) {
-  // One reusable context per thread: EVP_Digest would allocate and free a context per call.
-  struct Ctx {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    ~Ctx() { EVP_MD_CTX_free(ctx); }
-  };
-  thread_local Ctx c;
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!c.ctx || EVP_DigestInit_ex(c.ctx, EVP_sha256(), nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, bytes.data(), bytes.size()) != 1 ||
-      EVP_DigestFinal_ex(c.ctx, out, &len) != 1) {
-    throw Error("SHA-256 failed");
-  }
-  return std::string(reinterpret_cast<const char*>(out), len);
-}
-
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    if (i + 8 <= n) {
-      uint64_t word;
-      std::memcpy(&word, p + i, 8);
-      if ((word & 0x8080808080808080ULL) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) {
-      return false;  // overlong
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
-std::string to_hex(std::string_view bytes) {
-  static const char* hex = "0123456789abcdef";
-  std::string out(2 * bytes.size(), '0');
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    auto b = static_cast<unsigned char>(bytes[i]);
-    out[2 * i] = hex[b >> 4];
-    out[2 * i + 1] = hex[b & 15];
-  }
-  return out;
-}
-
-}  // namespace internal
 
 // ---- content ----------------------------------------------------------------------------------
 
@@ -155,7 +77,7 @@ namespace {
 // control characters are escaped (\b \f \n \r \t, others as lower-case \u00xx), everything
 // else (UTF-8 included) is copied. Returns false when `s` is not valid UTF-8.
 bool dump_string(const std::string& s, std::string* out) {
-  if (!internal::valid_utf8(s)) return false;
+  if (!is_valid_utf8(s)) return false;
   out->clear();
   out->reserve(s.size() + 2);
   out->push_back('"');
@@ -217,7 +139,7 @@ std::string canonical_json(const Json& value) {
 }
 
 std::string content_hash(const Json& value) {
-  return internal::to_hex(internal::digest(canonical_json(value)));
+  return sha256_hex(canonical_json(value));
 }
 
 Canonical canonicalize(const Json& value, const Location& where) {
@@ -228,7 +150,7 @@ Canonical canonicalize(const Json& value, const Location& where) {
   } catch (const InputError&) {
     throw InputError(where, "not valid UTF-8");
   }
-  c.digest = internal::digest(c.text);
+  c.digest = sha256_digest(c.text);
   return c;
 }
 
@@ -761,7 +683,7 @@ int64_t Store::add_synthetic_problem(const SyntheticProblem& p) {
   if (p.kind.empty()) throw InputError(Location{"", 0, "kind"}, "empty problem kind");
   if (p.spec.is_null()) throw InputError(Location{"", 0, "spec"}, "missing problem spec");
   std::string spec = canonical_json(p.spec);
-  std::string key = internal::digest(canonical_json(Json::array({p.kind, p.spec})));
+  std::string key = sha256_digest(canonical_json(Json::array({p.kind, p.spec})));
   auto checker = json_or_null(p.checker);
   Transaction tx(*db_);
   stmt(kInsProblem,

@@ -28,6 +28,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/unique_fd.h"
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -75,20 +77,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// A file descriptor closed on scope exit.
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(Fd&& other) noexcept : fd(other.fd) { other.fd = -1; }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-};
+using Fd = UniqueFd;  // common/unique_fd.h
 
 // An in-memory file holding `data`, positioned at 0 (close-on-exec).
 int memfd_with(const std::string& data) {
@@ -554,35 +543,6 @@ int64_t sandbox_memory_bytes(int64_t mb) {
                      "] (this machine's memory in MiB), got " + std::to_string(mb));
   }
   return mb << 20;
-}
-
-void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn) {
-  if (workers < 1) workers = 1;
-  if (workers > 1024) workers = 1024;
-  if (n <= 0) return;
-  if (workers == 1 || n == 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i, 0);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::exception_ptr first_error;
-  std::mutex error_mutex;
-  std::vector<std::thread> threads;
-  for (int w = 0; w < workers && w < n; ++w) {
-    threads.emplace_back([&, w] {
-      for (int64_t i = next++; i < n; i = next++) {
-        try {
-          fn(i, w);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!first_error) first_error = std::current_exception();
-          next = n;  // stop handing out work
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  if (first_error) std::rethrow_exception(first_error);
 }
 
 std::vector<int> processes_of_uid(int uid, bool include_zombies) {

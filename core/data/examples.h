@@ -1,39 +1,16 @@
-// Supervised examples read from JSONL, one object per line, in either shape:
-//   {"messages": [{"role", "content", "weight"?: 0|1}, ...]}   (chat; weight marks what trains)
-//   {"prompt": P, "completion": C}   P, C strings or message lists
-// A prompt/completion pair with string fields becomes a user turn + an assistant turn (chat), or
-// with as_text, raw text: the prompt's tokens then the completion's plus an end-of-sequence
-// token, training on the completion. Errors name the file, line and field.
+// Token examples, the form every stage's text takes before mixing and packing: ids plus
+// next-token targets (kIgnoreTarget where there is no loss). Stage-specific readers (SFT's in
+// sft/sft_examples.h) produce them.
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
-
-#include "common/error.h"
-#include "core/tokenizer/chat_template.h"
-#include "core/tokenizer/tokenizer.h"
 
 namespace posttrain::core {
 
-struct SftExample {
-  std::vector<ChatMessage> messages;  // chat form (used when !is_text)
-  bool is_text = false;               // raw prompt/completion text
-  std::string prompt, completion;     // text form
-  Location where;                     // file and line it came from
-};
-
-// Parses one JSONL object. prompt_completion_as_text: string prompt/completion pairs are raw
-// text rather than a user + assistant turn.
-SftExample parse_sft_example(const nlohmann::json& row, const Location& where,
-                             bool prompt_completion_as_text);
-// Reads every line of `path`. Throws IoError/InputError.
-std::vector<SftExample> read_sft_examples(const std::string& path, bool prompt_completion_as_text);
-
 // A tokenised example: targets[t] is the token position t must predict (ids[t + 1] where that
-// token is trained on), -100 elsewhere, so targets has the same length as ids.
+// token is trained on), kIgnoreTarget (-100, core/logprobs.h) elsewhere, so targets has the same
+// length as ids.
 struct TokenizedExample {
   std::vector<int64_t> ids;
   std::vector<int64_t> targets;
@@ -42,11 +19,5 @@ struct TokenizedExample {
 
 // Shifts a per-token training mask (1 = train on this token) into next-token targets.
 TokenizedExample make_targets(std::vector<int64_t> ids, const std::vector<uint8_t>& mask);
-
-// Chat examples are rendered in `format` with the loss on weighted assistant content plus each
-// such turn's end token (RenderedChat::sft_target_mask); text examples train on the completion
-// and the tokenizer's first end-of-sequence token.
-TokenizedExample tokenize_sft_example(const Tokenizer& tok, ChatFormat format,
-                                      const SftExample& example);
 
 }  // namespace posttrain::core

@@ -3,15 +3,25 @@
 #include <ATen/ATen.h>
 
 #include "core/data/mixture.h"
+#include "core/logprobs.h"
 
 namespace posttrain::core {
 
 std::vector<std::vector<int64_t>> pack_rows(const std::vector<TokenizedExample>& examples,
                                             const std::vector<int64_t>& order, int64_t max_len) {
+  std::vector<int64_t> lengths;
+  lengths.reserve(examples.size());
+  for (const auto& ex : examples) lengths.push_back(static_cast<int64_t>(ex.ids.size()));
+  return pack_lengths(lengths, order, max_len);
+}
+
+std::vector<std::vector<int64_t>> pack_lengths(const std::vector<int64_t>& lengths,
+                                               const std::vector<int64_t>& order,
+                                               int64_t max_len) {
   std::vector<std::vector<int64_t>> rows;
   int64_t used = 0;
   for (int64_t i : order) {
-    const int64_t len = static_cast<int64_t>(examples[i].ids.size());
+    const int64_t len = lengths[i];
     if (rows.empty() || used + len > max_len) {
       rows.emplace_back();
       used = 0;
@@ -34,7 +44,7 @@ MicroBatch collate_rows(const std::vector<TokenizedExample>& examples,
   }
   auto i64 = at::TensorOptions().dtype(at::kLong);
   at::Tensor ids = at::full({B, T}, pad_id, i64);       // [B, T]
-  at::Tensor targets = at::full({B, T}, -100, i64);     // [B, T]
+  at::Tensor targets = at::full({B, T}, kIgnoreTarget, i64);     // [B, T]
   at::Tensor positions = at::zeros({B, T}, i64);        // [B, T]
   at::Tensor documents = at::zeros({B, T}, i64);        // [B, T]
   at::Tensor mask = at::zeros({B, T}, i64);             // [B, T]
@@ -57,7 +67,7 @@ MicroBatch collate_rows(const std::vector<TokenizedExample>& examples,
         pos_a[b][t] = static_cast<int64_t>(k);
         doc_a[b][t] = doc;
         mask_a[b][t] = 1;
-        mb.num_terms += ex.targets[k] != -100;
+        mb.num_terms += ex.targets[k] != kIgnoreTarget;
       }
       ++doc;
     }

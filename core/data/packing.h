@@ -2,11 +2,13 @@
 // of at most max_seq_len tokens, laid out greedily in a seeded per-epoch order. A packed row
 // carries position ids that restart at 0 for each document and a document id per token, so the
 // model confines attention to each document and computes what each example would alone.
-// Collation pads a micro-batch to its longest row (pad tokens: target -100, attention masked).
+// Collation pads a micro-batch to its longest row (pad tokens: target kIgnoreTarget, attention
+// masked).
 //
-// MicroBatch tensors ([B, T]): "input_ids", "targets" (-100 = no loss), "attention_mask"
-// (only when some row is padded), and when packing "position_ids" and "document_ids" (padding
-// gets a document of its own).
+// MicroBatch tensors ([B, T]): "input_ids", "targets" (kIgnoreTarget = no loss),
+// "attention_mask" (only when some row is padded), and when packing "position_ids" and
+// "document_ids" (padding gets a document of its own). Rows are independent (each example lies
+// in one row) and num_terms counts target tokens.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,11 @@ struct PackingOptions {
 // example never spans two rows. Returns the example indices of each row.
 std::vector<std::vector<int64_t>> pack_rows(const std::vector<TokenizedExample>& examples,
                                             const std::vector<int64_t>& order, int64_t max_len);
+// The same for any example type, given each example's length in tokens (a pair or ranking laid
+// out as one shared-prefix unit packs whole, never across two rows).
+std::vector<std::vector<int64_t>> pack_lengths(const std::vector<int64_t>& lengths,
+                                               const std::vector<int64_t>& order,
+                                               int64_t max_len);
 
 // Collates rows of examples into one micro-batch (see the file comment).
 MicroBatch collate_rows(const std::vector<TokenizedExample>& examples,

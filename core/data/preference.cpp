@@ -85,7 +85,9 @@ std::vector<Field> ranked_responses(const Json& row, const Location& where) {
                      std::string("expected a list, got ") + responses.type_name());
   }
   const std::vector<int64_t> ranking = require_int_list(row, "ranking", where);
-  if (ranking.size() < 2) throw InputError(at_field(where, "ranking"), "needs at least two indices");
+  if (ranking.size() < 2) {
+    throw InputError(at_field(where, "ranking"), "needs at least two indices");
+  }
   std::vector<bool> seen(responses.size(), false);
   std::vector<Field> out;
   for (size_t i = 0; i < ranking.size(); ++i) {

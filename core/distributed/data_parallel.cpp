@@ -21,6 +21,7 @@
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
+#include "common/unique_fd.h"
 #include "core/distributed/c10d_backends.h"
 
 namespace posttrain::core {
@@ -95,18 +96,7 @@ std::pair<int64_t, int64_t> shard_range(int64_t n, int rank, int world_size) {
 
 namespace {
 
-// Closes a socket when it goes out of scope.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  void close() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-};
+using Fd = UniqueFd;  // common/unique_fd.h
 
 [[noreturn]] void port_error(const char* step) {
   throw IoError(std::string("pick_free_port: ") + step + ": " + std::strerror(errno));

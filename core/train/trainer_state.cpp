@@ -1,6 +1,7 @@
 #include "core/train/trainer_state.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/hex.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/train/fused_adamw.h"
@@ -23,29 +25,17 @@ namespace posttrain::core {
 
 namespace {
 
-std::string to_hex(const at::Tensor& bytes) {
-  static const char* kDigits = "0123456789abcdef";
+// The CPU generator's state (a byte tensor) as hex, and back.
+std::string state_to_hex(const at::Tensor& bytes) {
   at::Tensor b = bytes.contiguous();
-  const uint8_t* p = b.data_ptr<uint8_t>();
-  std::string out;
-  out.reserve(b.numel() * 2);
-  for (int64_t i = 0; i < b.numel(); ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 15]);
-  }
-  return out;
+  return to_hex(std::string_view(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()), b.numel()));
 }
 
-at::Tensor from_hex(const std::string& hex, const std::string& source) {
-  if (hex.size() % 2) throw InputError(Location{source, 0, "rng.cpu"}, "odd-length hex");
-  at::Tensor t = at::empty({static_cast<int64_t>(hex.size() / 2)}, at::kByte);
-  uint8_t* p = t.data_ptr<uint8_t>();
-  auto nib = [&](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    throw InputError(Location{source, 0, "rng.cpu"}, "not hex");
-  };
-  for (size_t i = 0; i < hex.size(); i += 2) p[i / 2] = nib(hex[i]) << 4 | nib(hex[i + 1]);
+at::Tensor state_from_hex(const std::string& hex, const std::string& source) {
+  const std::optional<std::string> bytes = from_hex(hex);
+  if (!bytes) throw InputError(Location{source, 0, "rng.cpu"}, "not an even-length hex string");
+  at::Tensor t = at::empty({static_cast<int64_t>(bytes->size())}, at::kByte);
+  std::memcpy(t.data_ptr<uint8_t>(), bytes->data(), bytes->size());
   return t;
 }
 
@@ -188,7 +178,7 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
   save_safetensors((tmp_dir / "optimizer.safetensors").string(), moments.tensors, at::kFloat,
                    {{"adam_step", std::to_string(moments.adam_step)}});
   state.adam_step = moments.adam_step;
-  state.rng_cpu_hex = to_hex(at::detail::getDefaultCPUGenerator().get_state());
+  state.rng_cpu_hex = state_to_hex(at::detail::getDefaultCPUGenerator().get_state());
   write_training_state((tmp_dir / "trainer_state.json").string(), state);
   posttrain::remove_tree((final_dir).string());
   fs::rename(tmp_dir, final_dir);
@@ -270,7 +260,7 @@ TrainingState load_training_checkpoint(const std::string& dir, LlamaModelImpl* m
   if (!st.rng_cpu_hex.empty()) {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(from_hex(st.rng_cpu_hex, dir + "/trainer_state.json"));
+    gen.set_state(state_from_hex(st.rng_cpu_hex, dir + "/trainer_state.json"));
   }
   return st;
 }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/data/mixture.h"
+#include "core/logprobs.h"
 
 namespace posttrain::core {
 namespace {
@@ -73,13 +74,68 @@ TEST(DataMixture, LongExamplesTruncatedOrDroppedAndCounted) {
   EXPECT_EQ(t.train.size(), 3u);
   for (const auto& e : t.train) {
     EXPECT_LE(e.ids.size(), 5u);
-    EXPECT_EQ(e.targets.back(), -100);  // the cut-off token is not a target
+    EXPECT_EQ(e.targets.back(), kIgnoreTarget);  // the cut-off token is not a target
   }
   o.overlong = OverlongPolicy::kDrop;
   Mixture d = build_mixture({s}, o);
   EXPECT_EQ(d.sources[0].dropped_long, 3);
   EXPECT_EQ(d.sources[0].truncated, 0);
   EXPECT_EQ(d.train.size(), 1u);
+}
+
+// A preference-like example: one id, a prompt and two responses whose lengths add up.
+struct ToyPair {
+  int64_t id = 0;
+  int64_t prompt = 0, chosen = 0, rejected = 0;  // token counts
+};
+
+TEST(DataMixture, AnyExampleTypeMixesWithTheStagesLimit) {
+  // 10 pairs of 3 + 2 + 2 = 7 tokens; pairs 7..9 are 12 tokens, over a limit of 10. The stage's
+  // limit cuts the prompt to what is left, and drops a pair when its responses alone exceed it.
+  SourceOf<ToyPair> a{"a", 1.5, {}, false};
+  for (int64_t i = 0; i < 10; ++i) a.examples.push_back({i, i >= 7 ? 8 : 3, 2, 2});
+  a.examples[9].chosen = 9;  // 8 + 9 + 2: responses alone are 11 tokens
+  SourceOf<ToyPair> held{"held", 1.0, {{100, 1, 1, 1}, {101, 1, 1, 1}}, true};
+  MixtureOptions o;
+  o.seed = 4;
+  o.eval_fraction = 0.2;
+  auto limit = [](ToyPair* p) {
+    LimitResult r;
+    const int64_t max_len = 10, responses = p->chosen + p->rejected;
+    if (p->prompt + responses <= max_len) return r;
+    if (responses >= max_len) {
+      r.too_long = true;
+      return r;
+    }
+    p->prompt = max_len - responses;
+    r.truncated = true;
+    return r;
+  };
+  MixtureOf<ToyPair> m = build_mixture_of<ToyPair>({a, held}, o, limit);
+  ASSERT_EQ(m.sources.size(), 2u);
+  const SourceStats& st = m.sources[0];
+  EXPECT_EQ(st.read, 10);
+  EXPECT_EQ(st.dropped_long, 1);   // pair 9
+  EXPECT_EQ(st.truncated, 2);      // pairs 7 and 8
+  EXPECT_EQ(st.eval, 2);           // round(0.2 * 9 kept)
+  // 7 training pairs at weight 1.5: one copy plus round(0.5 * 7) = 4 more.
+  EXPECT_EQ(st.train, 11);
+  EXPECT_EQ(m.train.size(), 11u);
+  EXPECT_EQ(m.sources[1].eval, 2);
+  EXPECT_EQ(m.eval.size(), 4u);    // 2 held out of a + the eval-only source
+  std::set<int64_t> train_ids, eval_ids;
+  for (const auto& p : m.train) {
+    train_ids.insert(p.id);
+    EXPECT_LE(p.prompt + p.chosen + p.rejected, 10) << p.id;  // the limit held
+    EXPECT_NE(p.id, 9);
+  }
+  for (const auto& p : m.eval) eval_ids.insert(p.id);
+  EXPECT_EQ(train_ids.size(), 7u);
+  for (int64_t id : eval_ids) EXPECT_EQ(train_ids.count(id), 0u) << id;  // pairs stay whole
+  // The SFT wrapper is this function with the token limit: the same seed gives the same split.
+  Mixture tokens = build_mixture({source("a", 1.5, 0, 9)}, o);
+  EXPECT_EQ(tokens.sources[0].eval, 2);
+  EXPECT_EQ(tokens.sources[0].train, 11);
 }
 
 TEST(DataMixture, SeededPermutationIsAPermutation) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "core/data/packing.h"
+#include "core/logprobs.h"
 
 namespace posttrain::core {
 namespace {
@@ -29,6 +30,17 @@ TEST(DataPacking, GreedyRowsNeverSplitAnExample) {
   EXPECT_EQ(rows[1], (std::vector<int64_t>{2, 3}));
 }
 
+TEST(DataPacking, LengthsPackAnyExampleTypeWhole) {
+  // Units of 6, 3, 5, 2 tokens (e.g. pairs laid out with a shared prefix) in order 3, 0, 1, 2 into
+  // rows of 8: 2+6 = 8 fits; 3 starts a row, 3+5 = 8 fits.
+  auto rows = pack_lengths({6, 3, 5, 2}, {3, 0, 1, 2}, 8);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0], (std::vector<int64_t>{3, 0}));
+  EXPECT_EQ(rows[1], (std::vector<int64_t>{1, 2}));
+  // A unit longer than a row gets a row of its own (the stage's length limit prevents it).
+  EXPECT_EQ(pack_lengths({9, 1}, {0, 1}, 8).size(), 2u);
+}
+
 TEST(DataPacking, CollatedPackedRowRestartsPositions) {
   auto ex = examples();
   MicroBatch mb = collate_rows(ex, {{0, 1}, {3}}, /*packed=*/true, /*pad_id=*/0);
@@ -43,12 +55,12 @@ TEST(DataPacking, CollatedPackedRowRestartsPositions) {
   EXPECT_EQ(v(pos, 0), (std::vector<int64_t>{0, 1, 2, 0, 1}));
   EXPECT_EQ(v(doc, 0), (std::vector<int64_t>{0, 0, 0, 1, 1}));
   // Targets stay inside each document: the last token of document 0 predicts nothing.
-  EXPECT_EQ(v(tgt, 0), (std::vector<int64_t>{11, 12, -100, 14, -100}));
+  EXPECT_EQ(v(tgt, 0), (std::vector<int64_t>{11, 12, kIgnoreTarget, 14, kIgnoreTarget}));
   // Row 1: one token, then padding in a document of its own with no targets.
   EXPECT_EQ(v(ids, 1), (std::vector<int64_t>{19, 0, 0, 0, 0}));
   EXPECT_EQ(v(doc, 1)[0], 0);
   EXPECT_EQ(v(doc, 1)[1], 1);
-  EXPECT_EQ(v(tgt, 1), (std::vector<int64_t>(5, -100)));
+  EXPECT_EQ(v(tgt, 1), (std::vector<int64_t>(5, kIgnoreTarget)));
   EXPECT_EQ(mb.num_terms, 3);
   EXPECT_EQ(mb.num_tokens, 6);
   ASSERT_TRUE(mb.get("attention_mask").defined());

@@ -70,7 +70,8 @@ class PairRows : public RowDataset {
   MicroBatch collate(const std::vector<RowRef>& refs) override {
     const int64_t B = static_cast<int64_t>(refs.size());
     const int64_t rows = across_ ? 2 * B : B, T = across_ ? kDoc : 2 * kDoc;
-    at::Tensor ids = at::zeros({rows, T}, at::kLong), tgt = at::full({rows, T}, -100, at::kLong);
+    at::Tensor ids = at::zeros({rows, T}, at::kLong);
+    at::Tensor tgt = at::full({rows, T}, kIgnoreTarget, at::kLong);
     at::Tensor pos = at::zeros({rows, T}, at::kLong), doc = at::zeros({rows, T}, at::kLong);
     at::Tensor seg = at::zeros({rows, T}, at::kLong);  // 1: chosen target, 2: rejected target
     auto put = [&](int64_t row, int64_t offset, int64_t d, const Pair& p, bool chosen) {
@@ -295,7 +296,8 @@ TEST(LossSeam, RefusesMissingTensorsAndRowSplittingPairsAcrossRows) {
 
 // ------------------------------------------------------------------------ 2 ranks vs 1 rank
 
-// One rank of the 2-rank run: 1 pair per micro-batch, 2 micro-batches (4 pairs per step in all).
+// One rank of the 2-rank run: 1 pair per micro-batch, 2 micro-batches (4 pairs per step in all);
+// DIR/eval_pairs holds the number of eval pairs.
 TEST(LossSeamWorker, Train) {
   const char* dir_env = std::getenv(kWorkerDir);
   if (dir_env == nullptr) GTEST_SKIP() << "runs only as a rank of a parent test";
@@ -306,52 +308,61 @@ TEST(LossSeamWorker, Train) {
   auto dp = DataParallel::init(env, at::kCPU, std::chrono::seconds(60));
   TrainerOptions o = options((dir / "out").string(), 1, 2);
   o.eval_every = 2;
+  int eval_pairs = 0;
+  std::ifstream(dir / "eval_pairs") >> eval_pairs;
   Trainer t(o, tiny_model(7), pair_loss(), std::make_shared<PairRows>(make_pairs(12, 3)),
-            std::make_shared<PairRows>(make_pairs(3, 4)), dp);
+            std::make_shared<PairRows>(make_pairs(eval_pairs, 4)), dp);
   t.run();
   std::vector<at::Tensor> flat;
   for (const auto& p : t.parameters()) flat.push_back(p.detach().reshape({-1}).to(at::kDouble));
   testing::write_flat(dir / ("rank" + std::to_string(env.rank) + "_params.bin"), at::cat(flat));
 }
 
+// 3 eval pairs split 2 + 1 over the ranks; 1 eval pair leaves rank 1 without eval rows (it
+// joins the sums with zeros).
 TEST(LossSeam, TwoGlooRanksEqualOneRank) {
-  const fs::path work = temp_dir("ranks");
-  fs::create_directories(work);
-  ::setenv(kWorkerDir, work.c_str(), 1);
-  LaunchOptions launch;
-  launch.nproc = 2;
-  launch.omp_threads = 1;
-  launch.quiet = true;
-  const std::string self = fs::read_symlink("/proc/self/exe").string();
-  const LaunchResult lr =
-      launch_local(launch, {self, "--gtest_filter=LossSeamWorker.Train", "--gtest_brief=1"});
-  ::unsetenv(kWorkerDir);
-  ASSERT_EQ(lr.exit_code, 0) << lr.message;
-  // One process: 2 pairs per micro-batch, 2 micro-batches; the same 4 pairs per step.
-  TrainerOptions o = options((work / "one").string(), 2, 2);
-  o.eval_every = 2;
-  Trainer one(o, tiny_model(7), pair_loss(), std::make_shared<PairRows>(make_pairs(12, 3)),
-              std::make_shared<PairRows>(make_pairs(3, 4)), nullptr);
-  one.run();
-  const auto want = read_metrics((work / "one" / "metrics.jsonl").string());
-  const auto got = read_metrics((work / "out" / "metrics.jsonl").string());
-  ASSERT_EQ(got.size(), want.size());
-  ASSERT_EQ(want.size(), 5u);  // 3 steps, eval after step 2 and at the end
-  for (size_t i = 0; i < want.size(); ++i) {
-    for (const auto& [key, value] : want[i].items()) {
-      if (key == "tokens_per_s") continue;
-      ASSERT_TRUE(got[i].contains(key)) << i << " " << key;
-      EXPECT_NEAR(got[i][key].get<double>(), value.get<double>(), 1e-5) << i << " " << key;
+  for (int eval_pairs : {3, 1}) {
+    SCOPED_TRACE("eval pairs " + std::to_string(eval_pairs));
+    const fs::path work = temp_dir("ranks");
+    fs::create_directories(work);
+    std::ofstream(work / "eval_pairs") << eval_pairs;
+    ::setenv(kWorkerDir, work.c_str(), 1);
+    LaunchOptions launch;
+    launch.nproc = 2;
+    launch.omp_threads = 1;
+    launch.quiet = true;
+    const std::string self = fs::read_symlink("/proc/self/exe").string();
+    const LaunchResult lr =
+        launch_local(launch, {self, "--gtest_filter=LossSeamWorker.Train", "--gtest_brief=1"});
+    ::unsetenv(kWorkerDir);
+    ASSERT_EQ(lr.exit_code, 0) << lr.message;
+    // One process: 2 pairs per micro-batch, 2 micro-batches; the same 4 pairs per step.
+    TrainerOptions o = options((work / "one").string(), 2, 2);
+    o.eval_every = 2;
+    Trainer one(o, tiny_model(7), pair_loss(), std::make_shared<PairRows>(make_pairs(12, 3)),
+                std::make_shared<PairRows>(make_pairs(eval_pairs, 4)), nullptr);
+    one.run();
+    const auto want = read_metrics((work / "one" / "metrics.jsonl").string());
+    const auto got = read_metrics((work / "out" / "metrics.jsonl").string());
+    ASSERT_EQ(got.size(), want.size());
+    ASSERT_EQ(want.size(), 5u);  // 3 steps, eval after step 2 and at the end
+    for (size_t i = 0; i < want.size(); ++i) {
+      for (const auto& [key, value] : want[i].items()) {
+        if (key == "tokens_per_s") continue;
+        ASSERT_TRUE(got[i].contains(key)) << i << " " << key;
+        EXPECT_NEAR(got[i][key].get<double>(), value.get<double>(), 1e-5) << i << " " << key;
+      }
     }
+    std::vector<at::Tensor> flat;
+    for (const auto& p : one.parameters()) flat.push_back(p.detach().reshape({-1}).to(at::kDouble));
+    const at::Tensor mine = at::cat(flat);
+    for (int r = 0; r < 2; ++r) {
+      const at::Tensor theirs =
+          testing::read_flat(work / ("rank" + std::to_string(r) + "_params.bin"));
+      EXPECT_LT((theirs - mine).abs().max().item<double>(), 1e-5) << "rank " << r;
+    }
+    posttrain::remove_tree(work.string());
   }
-  std::vector<at::Tensor> flat;
-  for (const auto& p : one.parameters()) flat.push_back(p.detach().reshape({-1}).to(at::kDouble));
-  const at::Tensor mine = at::cat(flat);
-  for (int r = 0; r < 2; ++r) {
-    const at::Tensor theirs = testing::read_flat(work / ("rank" + std::to_string(r) + "_params.bin"));
-    EXPECT_LT((theirs - mine).abs().max().item<double>(), 1e-5) << "rank " << r;
-  }
-  posttrain::remove_tree(work.string());
 }
 
 }  // namespace

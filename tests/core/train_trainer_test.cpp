@@ -170,5 +170,30 @@ TEST(TrainTrainer, TooLittleDataIsAClearError) {
   }
 }
 
+TEST(TrainTrainer, FlopsCountTheHeadOfTheModelKind) {
+  // tiny_config: hidden 32, 2 layers, 4 heads / 2 kv heads of dim 8, MLP 64, vocabulary 64.
+  // Per layer: q/k/v/o 32 * 8 * (2 * 4 + 2 * 2) = 3072, MLP 3 * 32 * 64 = 6144 -> 2 * 9216 = 18432
+  // matmul weights; the LM head adds 32 * 64 = 2048, a reward model's score head 32 * 1.
+  // Attention at seq_len 1: 12 * 2 layers * 4 heads * 8 / 2 = 384.
+  LlamaConfig c = tiny_config();
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, 1), 6.0 * (18432 + 2048) + 384);
+  c.kind = ModelKind::kRewardModel;
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, 1), 6.0 * (18432 + 32) + 384);
+}
+
+TEST(TrainTrainer, RewardModelSchemaHasNoHeadChunkKeys) {
+  ConfigSchema lm, rm;
+  add_trainer_keys(&lm);
+  add_trainer_keys(&rm, ModelKind::kRewardModel);
+  const nlohmann::json base = {{"output", {{"dir", "/tmp/x"}}}};
+  EXPECT_EQ(trainer_options_from_config(lm.resolve(base, {"training.logprob_chunk=64"}, "c.json"))
+                .logprob_chunk,
+            64);
+  EXPECT_THROW(rm.resolve(base, {"training.logprob_chunk=64"}, "c.json"), InputError);
+  EXPECT_THROW(rm.resolve(base, {"training.keep_logits_mb=1"}, "c.json"), InputError);
+  // Without the keys the options keep their defaults.
+  EXPECT_EQ(trainer_options_from_config(rm.resolve(base, {}, "c.json")).logprob_chunk, 4096);
+}
+
 }  // namespace
 }  // namespace posttrain::core

@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "common/hex.h"
 #include "common/jsonl.h"
 #include "common/sha256.h"
 #include "datastore/internal.h"
@@ -170,7 +171,7 @@ TEST(Import, SaxTrlLineMatchesTheDomPath) {
         EXPECT_EQ(sax[k]->text, dom.text);
         EXPECT_EQ(sax[k]->digest, dom.digest);
         EXPECT_EQ(sax[k]->text, Json(parsed[names[k]].get<std::string>()).dump());
-        EXPECT_EQ(internal::to_hex(sax[k]->digest), sha256_hex(sax[k]->text));
+        EXPECT_EQ(to_hex(sax[k]->digest), sha256_hex(sax[k]->text));
       }
       EXPECT_EQ(got.prompt.text, Json(v).dump());
     }

@@ -9,7 +9,7 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
-#include "core/data/examples.h"
+#include "sft/sft_examples.h"
 #include "core/data/packing.h"
 #include "core/model/llama.h"
 #include "core/tokenizer/chat_template.h"
@@ -37,9 +37,9 @@ std::vector<core::TokenizedExample> some_examples(const core::Tokenizer& tok) {
   const char* qs[] = {"What is 2+2?", "Name a colour.", "Say hi", "1, 2, 3, ...?", "Why?"};
   const char* as[] = {"4", "Blue, like the sky.", "hi", "4", "Because."};
   for (int i = 0; i < 5; ++i) {
-    core::SftExample ex;
+    SftExample ex;
     ex.messages = chat(qs[i], as[i]);
-    out.push_back(core::tokenize_sft_example(tok, core::ChatFormat::kLlama3, ex));
+    out.push_back(tokenize_sft_example(tok, core::ChatFormat::kLlama3, ex));
   }
   return out;
 }
@@ -47,24 +47,24 @@ std::vector<core::TokenizedExample> some_examples(const core::Tokenizer& tok) {
 std::string decode_targets(const core::Tokenizer& tok, const core::TokenizedExample& ex) {
   std::vector<int64_t> ids;
   for (int64_t t : ex.targets) {
-    if (t != -100) ids.push_back(t);
+    if (t != core::kIgnoreTarget) ids.push_back(t);
   }
   return tok.decode(ids);
 }
 
 TEST(SftLoss, TargetsAreWeightedAssistantContentAndEndToken) {
   auto tok = core::Tokenizer::byte_level();
-  core::SftExample ex;
+  SftExample ex;
   ex.messages = {{"user", "q1", -1}, {"assistant", "skip me", 0}, {"user", "q2", -1},
                  {"assistant", "learn me", -1}};
-  auto t = core::tokenize_sft_example(tok, core::ChatFormat::kLlama3, ex);
+  auto t = tokenize_sft_example(tok, core::ChatFormat::kLlama3, ex);
   EXPECT_EQ(decode_targets(tok, t), "learn me<|eot_id|>");
   // Text prompt/completion: the completion plus the end-of-sequence token.
-  core::SftExample text;
+  SftExample text;
   text.is_text = true;
   text.prompt = "2+2=";
   text.completion = "4";
-  auto tt = core::tokenize_sft_example(tok, core::ChatFormat::kLlama3, text);
+  auto tt = tokenize_sft_example(tok, core::ChatFormat::kLlama3, text);
   EXPECT_EQ(decode_targets(tok, tt), "4" + tok.decode({tok.eos_ids().front()}));
 }
 

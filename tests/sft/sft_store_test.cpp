@@ -22,7 +22,7 @@
 
 #include "common/files.h"
 #include "core/checkpoint/safetensors.h"
-#include "core/data/examples.h"
+#include "sft/sft_examples.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/metrics.h"

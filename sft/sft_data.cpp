@@ -1,0 +1,183 @@
+// SFT data: the data section typed, JSONL sources and a store round read and tokenised, mixed by
+// weight with an eval split and length limits (core/data/mixture.h), laid out as rows.
+#include "sft/sft_data.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "core/tokenizer/chat_template.h"
+#include "sft/sft_examples.h"
+#ifdef POSTTRAIN_SFT_WITH_STORE
+#include "datastore/store.h"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace posttrain::sft {
+
+// data.sources: a list of paths or {"path": P, "weight": W > 0} objects.
+std::string check_sft_sources(const nlohmann::json& v) {
+  if (!v.is_array()) return std::string("expected a list of sources, got ") + v.type_name();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const auto& s = v[i];
+    const std::string at = "[" + std::to_string(i) + "]";
+    std::string path;
+    if (s.is_string()) {
+      path = s.get<std::string>();
+    } else if (s.is_object()) {
+      for (auto it = s.begin(); it != s.end(); ++it) {
+        if (it.key() != "path" && it.key() != "weight") {
+          return at + ": unknown key '" + it.key() + "' (path, weight)";
+        }
+      }
+      if (!s.contains("path") || !s["path"].is_string()) return at + ".path: expected a string";
+      path = s["path"].get<std::string>();
+      if (s.contains("weight") && (!s["weight"].is_number() || s["weight"].get<double>() <= 0)) {
+        return at + ".weight: expected a number > 0";
+      }
+    } else {
+      return at + ": expected a path or {\"path\", \"weight\"}";
+    }
+    if (!fs::exists(path)) return at + ": path does not exist: " + path;
+  }
+  return "";
+}
+
+SftDataOptions sft_data_options(const nlohmann::json& c) {
+  const auto& d = c.at("data");
+  SftDataOptions o;
+  for (const auto& s : d.at("sources")) {
+    if (s.is_string()) {
+      o.sources.push_back({s.get<std::string>(), 1.0});
+    } else {
+      o.sources.push_back({s.at("path").get<std::string>(), s.value("weight", 1.0)});
+    }
+  }
+  if (!d.at("store").is_null()) {
+    o.store = d.at("store").get<std::string>();
+    if (d.at("store_round").is_null()) {
+      throw InputError(Location{"", 0, "data.store_round"}, "required when data.store is set");
+    }
+    o.store_round = d.at("store_round").get<int>();
+  }  // store_round and store_weight without data.store: refused by resolve() (ConfigKey::needs)
+  o.store_weight = d.at("store_weight").get<double>();
+  if (o.sources.empty() && o.store.empty()) {
+    throw InputError(Location{"", 0, "data.sources"},
+                     "no training data: give data.sources or data.store");
+  }
+  if (!d.at("eval_path").is_null()) o.eval_path = d.at("eval_path").get<std::string>();
+  o.eval_fraction = d.at("eval_fraction").get<double>();
+  o.max_seq_len = d.at("max_seq_len").get<int64_t>();
+  o.overlong = core::parse_overlong_policy(d.at("overlong").get<std::string>());
+  o.packing = d.at("packing").get<bool>();
+  o.prompt_completion_as_text = d.at("prompt_completion").get<std::string>() == "text";
+  o.chat_format = d.at("chat_format").get<std::string>();
+  return o;
+}
+
+namespace {
+
+std::vector<core::TokenizedExample> tokenize_all(const std::vector<SftExample>& examples,
+                                                 const core::Tokenizer& tok,
+                                                 core::ChatFormat format) {
+  std::vector<core::TokenizedExample> out;
+  out.reserve(examples.size());
+  for (const auto& ex : examples) {
+    try {
+      out.push_back(tokenize_sft_example(tok, format, ex));
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw InputError(ex.where, e.what());
+    }
+  }
+  return out;
+}
+
+#ifdef POSTTRAIN_SFT_WITH_STORE
+std::vector<SftExample> read_store_examples(const std::string& path, int round) {
+  datastore::Store::Options opts;
+  opts.read_only = true;
+  auto store = datastore::Store::open(path, opts);
+  std::vector<SftExample> out;
+  for (const auto& s : store.selected_samples(round)) {
+    // Errors read "STORE: field 'round R, dialogue ID, messages[i].weight': ...".
+    const char* kind = s.kind == datastore::SampleKind::kResponse ? "response " : "dialogue ";
+    SftExample ex;
+    ex.where = Location{path, 0,
+                        "round " + std::to_string(round) + ", " + kind + std::to_string(s.id) +
+                            ", messages"};
+    ex.messages = core::parse_messages(s.messages, ex.where);
+    out.push_back(std::move(ex));
+  }
+  if (out.empty()) {
+    throw UsageError("store " + path + " has no selected samples for round " +
+                     std::to_string(round));
+  }
+  return out;
+}
+#endif
+
+}  // namespace
+
+core::Mixture build_sft_data(const SftDataOptions& o, const core::Tokenizer& tok,
+                             core::ChatFormat format, uint64_t seed) {
+  std::vector<core::TokenizedSource> sources;
+  for (const auto& s : o.sources) {
+    auto examples = read_sft_examples(s.path, o.prompt_completion_as_text);
+    sources.push_back({s.path, s.weight, tokenize_all(examples, tok, format), false});
+  }
+  if (!o.store.empty()) {
+#ifdef POSTTRAIN_SFT_WITH_STORE
+    auto examples = read_store_examples(o.store, o.store_round);
+    sources.push_back({o.store + "#round=" + std::to_string(o.store_round), o.store_weight,
+                       tokenize_all(examples, tok, format), false});
+#else
+    throw UsageError("data.store: this build has no datastore");
+#endif
+  }
+  if (!o.eval_path.empty()) {
+    auto examples = read_sft_examples(o.eval_path, o.prompt_completion_as_text);
+    sources.push_back({o.eval_path, 1.0, tokenize_all(examples, tok, format), true});
+  }
+  core::MixtureOptions mo;
+  mo.max_seq_len = o.max_seq_len;
+  mo.overlong = o.overlong;
+  mo.eval_fraction = o.eval_fraction;
+  mo.seed = seed;
+  return core::build_mixture(std::move(sources), mo);
+}
+
+SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& o, const core::Tokenizer& tok,
+                      uint64_t seed, bool print) {
+  nlohmann::json stats = nlohmann::json::array();
+  for (const auto& s : mix.sources) stats.push_back(s.to_json());
+  if (print) {
+    std::cout << nlohmann::json{{"event", "data"},
+                                {"train_examples", mix.train.size()},
+                                {"eval_examples", mix.eval.size()},
+                                {"sources", stats}}
+                     .dump()
+              << std::endl;
+  }
+  if (mix.train.empty()) throw UsageError("no training examples left after length limits");
+  core::PackingOptions popts;
+  popts.max_seq_len = o.max_seq_len;
+  popts.packing = o.packing;
+  popts.seed = seed;
+  popts.pad_id = tok.pad_id().value_or(tok.eos_ids().empty() ? 0 : tok.eos_ids().front());
+  SftRows rows;
+  rows.train = std::make_shared<core::TokenRowDataset>(
+      std::make_shared<const std::vector<core::TokenizedExample>>(std::move(mix.train)), popts);
+  if (!mix.eval.empty()) {
+    popts.shuffle = false;
+    rows.eval = std::make_shared<core::TokenRowDataset>(
+        std::make_shared<const std::vector<core::TokenizedExample>>(std::move(mix.eval)), popts);
+  }
+  return rows;
+}
+
+}  // namespace posttrain::sft
