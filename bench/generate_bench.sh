@@ -12,7 +12,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-$HERE/../build}
 PY=${POSTTRAIN_PYTHON:-$HOME/.cache/posttrain/venv-torch-2.11.0/bin/python}
-PRESETS=${PRESETS:-tiny smol-135m}
+PRESETS=${PRESETS-tiny smol-135m}   # PRESETS= runs only the prefix-sharing case
 SHARE_PROMPTS=${SHARE_PROMPTS:-8}
 THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
 DEVICE=${DEVICE:-cpu}
@@ -63,7 +63,8 @@ done
 
 model=$TMP/tiny
 [ -d "$model" ] || "$BUILD/posttrain" init --preset tiny --seed 0 --output "$model" >/dev/null 2>&1
-prompts "$SHARE_PROMPTS" 512 512 "$TMP/long.jsonl"
+vocab=$("$PY" -c "import json;print(json.load(open('$model/config.json'))['vocab_size'])")
+prompts "$SHARE_PROMPTS" 512 "$vocab" "$TMP/long.jsonl"
 ours "share:shared" "$model" "$TMP/long.jsonl" 8 64 | tee -a "$OUT"
 ours "share:unshared" "$model" "$TMP/long.jsonl" 8 64 --no-prefix-sharing | tee -a "$OUT"
 
