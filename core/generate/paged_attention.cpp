@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace posttrain::core::generate {
@@ -89,11 +90,16 @@ void loop_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tenso
 }  // namespace
 
 AttentionPlan::AttentionPlan(std::vector<AttentionRun> runs, int64_t page_size, at::Device device,
-                             at::ScalarType dtype)
+                             at::ScalarType dtype, bool cpu_loop)
     : runs_(std::move(runs)), page_size_(page_size) {
-  const bool loop_ok = device.is_cpu() && dtype == at::kFloat;
-  for (const auto& r : runs_) {
-    if (loop_ok && r.count <= kLoopMaxTokens) {
+  const bool loop_ok = cpu_loop && device.is_cpu() && dtype == at::kFloat;
+  std::vector<size_t> decode;  // gathered single-token runs
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const auto& r = runs_[i];
+    const bool single = r.count == 1;
+    batched_.push_back(!(loop_ok && r.count <= kLoopMaxTokens) && single);
+    if ((loop_ok && r.count <= kLoopMaxTokens) || single) {
+      if (batched_.back()) decode.push_back(i);
       slots_.emplace_back();
       masks_.emplace_back();
       continue;
@@ -105,11 +111,33 @@ AttentionPlan::AttentionPlan(std::vector<AttentionRun> runs, int64_t page_size, 
       s[j] = int64_t{(*r.pages)[j / page_size]} * page_size + j % page_size;
     }
     // Query i (position start_pos + i) sees keys 0..start_pos + i.
-    const auto key_pos = at::arange(ctx, at::kLong).unsqueeze(0);                    // [1, ctx]
-    const auto query_pos = at::arange(r.start_pos, ctx, at::kLong).unsqueeze(1);     // [count, 1]
+    const auto key_pos = at::arange(ctx, at::kLong).unsqueeze(0);                 // [1, ctx]
+    const auto query_pos = at::arange(r.start_pos, ctx, at::kLong).unsqueeze(1);  // [count, 1]
     slots_.push_back(slots.to(device));
     masks_.push_back(key_pos.le(query_pos).to(device));
   }
+  if (decode.empty()) return;
+  const int64_t D = static_cast<int64_t>(decode.size());
+  int64_t max_ctx = 0;
+  for (size_t i : decode) max_ctx = std::max(max_ctx, runs_[i].start_pos + 1);
+  auto tokens = at::empty({D}, at::kLong);
+  auto slots = at::zeros({D, max_ctx}, at::kLong);
+  auto mask = at::zeros({D, max_ctx}, at::kBool);
+  for (int64_t d = 0; d < D; ++d) {
+    const auto& r = runs_[decode[d]];
+    tokens[d] = r.first_token;
+    int64_t* s = slots[d].data_ptr<int64_t>();
+    for (int64_t j = 0; j < max_ctx; ++j) {
+      // Padding reads the run's own first key: written data (an unwritten slot may hold NaN
+      // bits, and a masked NaN value still poisons the weighted sum).
+      const int64_t pos = j <= r.start_pos ? j : 0;
+      s[j] = int64_t{(*r.pages)[pos / page_size]} * page_size + pos % page_size;
+    }
+    mask[d].narrow(0, 0, r.start_pos + 1).fill_(true);
+  }
+  decode_tokens_ = tokens.to(device);
+  decode_slots_ = slots.to(device);
+  decode_mask_ = mask.view({D, 1, 1, max_ctx}).to(device);
 }
 
 at::Tensor paged_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
@@ -120,9 +148,24 @@ at::Tensor paged_attention(const at::Tensor& q, const at::Tensor& keys, const at
   if (qc.is_cpu() && qc.scalar_type() == at::kFloat) {
     loop_attention(qc, keys, values, plan, scale, out);
   }
+  if (plan.decode_tokens().defined()) {
+    // Every gathered decode token at once: keys padded to the longest context, padding masked.
+    const int64_t D = plan.decode_slots().size(0), ctx = plan.decode_slots().size(1);
+    const auto flat = plan.decode_slots().view({-1});
+    auto k = keys.index_select(0, flat).view({D, ctx, nkv, hd}).transpose(1, 2);  // [D,nkv,ctx,hd]
+    auto v = values.index_select(0, flat).view({D, ctx, nkv, hd}).transpose(1, 2);
+    if (nkv != nh) {
+      k = k.unsqueeze(2).expand({D, nkv, nh / nkv, ctx, hd}).reshape({D, nh, ctx, hd});
+      v = v.unsqueeze(2).expand({D, nkv, nh / nkv, ctx, hd}).reshape({D, nh, ctx, hd});
+    }
+    const auto q1 = qc.index_select(0, plan.decode_tokens()).unsqueeze(2);  // [D, nh, 1, hd]
+    const auto o = at::scaled_dot_product_attention(q1, k, v, plan.decode_mask(), 0.0, false,
+                                                    scale);  // [D, nh, 1, hd]
+    out.index_copy_(0, plan.decode_tokens(), o.squeeze(2));
+  }
   const auto& runs = plan.runs();
   for (size_t r = 0; r < runs.size(); ++r) {
-    if (plan.loop_path(r)) continue;
+    if (plan.loop_path(r) || plan.batched(r)) continue;
     const auto& run = runs[r];
     const int64_t ctx = run.start_pos + run.count;
     auto k = keys.index_select(0, plan.key_slots(r)).transpose(0, 1);    // [nkv, ctx, hd]

@@ -23,11 +23,14 @@ struct AttentionRun {
   const std::vector<int32_t>* pages = nullptr;  // the sequence's page table (covers the run)
 };
 
-// Per-step tensors the gathered path needs, built once and shared by every layer.
+// Per-step tensors the gathered path needs, built once and shared by every layer. Gathered
+// single-token runs (decode steps off the CPU loop) are batched into one attention call over
+// keys padded to the longest context.
 class AttentionPlan {
  public:
+  // cpu_loop = false sends every run through the gathered path (tests compare the two).
   AttentionPlan(std::vector<AttentionRun> runs, int64_t page_size, at::Device device,
-                at::ScalarType dtype);
+                at::ScalarType dtype, bool cpu_loop = true);
   const std::vector<AttentionRun>& runs() const { return runs_; }
   int64_t page_size() const { return page_size_; }
   // Runs with at most this many tokens take the CPU loop (float32 CPU only).
@@ -36,12 +39,20 @@ class AttentionPlan {
   // device (undefined for runs of the loop path on CPU).
   const at::Tensor& key_slots(size_t i) const { return slots_[i]; }
   const at::Tensor& mask(size_t i) const { return masks_[i]; }
-  bool loop_path(size_t i) const { return !slots_[i].defined(); }
+  bool loop_path(size_t i) const { return !slots_[i].defined() && !batched_[i]; }
+  bool batched(size_t i) const { return batched_[i]; }
+  // The batched decode runs: query token per run [D], key slots [D, max_ctx] (padding repeats
+  // the run's first key, masked), mask [D, 1, 1, max_ctx]. Undefined when there are none.
+  const at::Tensor& decode_tokens() const { return decode_tokens_; }
+  const at::Tensor& decode_slots() const { return decode_slots_; }
+  const at::Tensor& decode_mask() const { return decode_mask_; }
 
  private:
   std::vector<AttentionRun> runs_;
   int64_t page_size_;
   std::vector<at::Tensor> slots_, masks_;
+  std::vector<bool> batched_;
+  at::Tensor decode_tokens_, decode_slots_, decode_mask_;
 };
 
 // q [N, nh, hd]; keys, values [slots, nkv, hd] (one layer of the cache, the runs' tokens
