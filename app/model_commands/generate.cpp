@@ -69,8 +69,7 @@ class PromptReader {
       auto& tok = tokenizer(reader, field);
       ids = core::render_chat(tok, messages, format_.value_or(tok.chat_format()), true).ids;
     } else {
-      throw InputError(reader.where(),
-                       "a row needs 'input_ids', 'text', 'prompt' or 'messages'");
+      throw InputError(reader.where(), "a row needs 'input_ids', 'text', 'prompt' or 'messages'");
     }
     if (ids.empty()) throw InputError(reader.where(field), "empty prompt: no tokens");
     last_field_ = field;
@@ -81,8 +80,8 @@ class PromptReader {
  private:
   core::Tokenizer& tokenizer(const JsonlReader& reader, const std::string& field) {
     if (!tok_) {
-      throw InputError(reader.where(field), "needs the model's tokenizer, and " + dir_ +
-                                                " has no tokenizer.json");
+      throw InputError(reader.where(field),
+                       "needs the model's tokenizer, and " + dir_ + " has no tokenizer.json");
     }
     return *tok_;
   }
@@ -151,7 +150,8 @@ Settings read_settings(const po::variables_map& vm) {
 
 int run_generate(const std::vector<std::string>& args) {
   po::options_description desc("options");
-  desc.add_options()("model", po::value<std::string>()->required(), "checkpoint folder (causal LM)")(
+  desc.add_options()("model", po::value<std::string>()->required(),
+                     "checkpoint folder (causal LM)")(
       "input", po::value<std::string>()->required(),
       "JSONL rows with input_ids, text, prompt or messages")(
       "samples", po::value<int64_t>()->default_value(1), "samples per row (K)")(
@@ -201,8 +201,9 @@ int run_generate(const std::vector<std::string>& args) {
   opts.share_prefix = !vm["no-prefix-sharing"].as<bool>();
   if (opts.page_size < 1 || opts.kv_cache_bytes <= 0 || opts.max_batch_tokens < 1 ||
       opts.max_running < 1) {
-    throw UsageError("--page-size, --kv-cache-mb, --max-batch-tokens and --max-running must be "
-                     "positive");
+    throw UsageError(
+        "--page-size, --kv-cache-mb, --max-batch-tokens and --max-running must be "
+        "positive");
   }
   std::optional<core::ChatFormat> format;
   if (vm.count("chat-template")) {
@@ -245,11 +246,10 @@ int run_generate(const std::vector<std::string>& args) {
     const std::string field = prompts.last_field();
     for (size_t i = 0; i < r.prompt.size(); ++i) {
       if (r.prompt[i] < 0 || r.prompt[i] >= config.vocab_size) {
-        throw InputError(reader.where(field == "input_ids" ? "input_ids[" + std::to_string(i) + "]"
-                                                           : field),
-                         "token id " + std::to_string(r.prompt[i]) +
-                             " outside the vocabulary [0, " + std::to_string(config.vocab_size) +
-                             ")");
+        throw InputError(
+            reader.where(field == "input_ids" ? "input_ids[" + std::to_string(i) + "]" : field),
+            "token id " + std::to_string(r.prompt[i]) + " outside the vocabulary [0, " +
+                std::to_string(config.vocab_size) + ")");
       }
     }
     uint64_t base = gen::sample_seed(settings.seed, static_cast<int64_t>(rows.size()));
@@ -268,7 +268,6 @@ int run_generate(const std::vector<std::string>& args) {
     requests.push_back(std::move(r));
     rows.push_back(std::move(row));
   }
-
 
   const bool to_stdout = out_path == "-";
   const std::string tmp_path = to_stdout ? out_path : out_path + ".tmp";

@@ -29,10 +29,10 @@ struct Seq {
   PageTable table;
   std::vector<int64_t> tokens;  // prompt, then the output so far
   int64_t prompt_len = 0;
-  int64_t max_len = 0;          // prompt_len + the output limit
-  int64_t written = 0;          // positions whose keys and values are cached
-  int64_t reserved_left = 0;    // pages of its reservation not taken yet
-  size_t text_checked = 0;      // bytes of decoded output already searched for stop strings
+  int64_t max_len = 0;        // prompt_len + the output limit
+  int64_t written = 0;        // positions whose keys and values are cached
+  int64_t reserved_left = 0;  // pages of its reservation not taken yet
+  size_t text_checked = 0;    // bytes of decoded output already searched for stop strings
   GeneratedSample out;
 };
 
@@ -57,7 +57,9 @@ const char* finish_reason_name(FinishReason r) {
 
 struct Engine::State {
   State(LlamaModelImpl& model, EngineOptions o, Detokenizer d)
-      : options(o), decoder(model), detokenize(std::move(d)),
+      : options(o),
+        decoder(model),
+        detokenize(std::move(d)),
         cache(cache_shape(model.config(), o, decoder.dtype()),
               at::TensorOptions().dtype(decoder.dtype()).device(decoder.device())),
         alloc(cache.shape().num_pages) {}
@@ -351,8 +353,8 @@ void Engine::run(const std::vector<GenerationRequest>& requests, const DoneFn& o
       for (int64_t k = k0; k < std::min(K, k0 + per_group); ++k) g.samples.push_back(k);
       const int64_t size = static_cast<int64_t>(g.samples.size());
       g.reserved_left = st.prompt_pages(r) + size * st.child_pages(r);
-      st.scheduler->enqueue({next_group, static_cast<int64_t>(r.prompt.size()), size,
-                             g.reserved_left});
+      st.scheduler->enqueue(
+          {next_group, static_cast<int64_t>(r.prompt.size()), size, g.reserved_left});
       st.groups.emplace(next_group++, std::move(g));
     }
   }

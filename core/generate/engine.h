@@ -28,9 +28,9 @@ enum class FinishReason { kStop, kLength };
 const char* finish_reason_name(FinishReason r);  // "stop" | "length"
 
 struct GeneratedSample {
-  std::vector<int64_t> output_ids;    // a final stop token id included
-  std::vector<double> token_logprobs; // one per output id, temperature 1, no truncation
-  double logprob = 0;                 // their sum
+  std::vector<int64_t> output_ids;     // a final stop token id included
+  std::vector<double> token_logprobs;  // one per output id, temperature 1, no truncation
+  double logprob = 0;                  // their sum
   FinishReason finish_reason = FinishReason::kLength;
   std::string stop_string;  // the stop string that ended it; empty otherwise
   // With a detokenizer: the output's text without a final stop token and cut before a
@@ -43,11 +43,11 @@ struct GeneratedSample {
 using Detokenizer = std::function<std::string(const std::vector<int64_t>&)>;
 
 struct EngineOptions {
-  int64_t page_size = 16;                      // tokens per KV page
-  int64_t num_pages = 0;                       // pool size; 0 = what kv_cache_bytes holds
+  int64_t page_size = 16;                       // tokens per KV page
+  int64_t num_pages = 0;                        // pool size; 0 = what kv_cache_bytes holds
   int64_t kv_cache_bytes = int64_t{512} << 20;  // keys + values, all layers
-  int64_t max_batch_tokens = 2048;             // tokens per forward step
-  int64_t max_running = 256;                   // sequences decoding at once
+  int64_t max_batch_tokens = 2048;              // tokens per forward step
+  int64_t max_running = 256;                    // sequences decoding at once
   bool share_prefix = true;  // false: each sample prefills its own copy of the prompt
 };
 
@@ -56,8 +56,8 @@ struct EngineStats {
   int64_t prefill_tokens = 0;    // prompt tokens run through the model
   int64_t generated_tokens = 0;  // sampled tokens
   int64_t finished_samples = 0;
-  int64_t peak_pages = 0;        // most pages in use at once
-  double seconds = 0;            // wall time inside run()
+  int64_t peak_pages = 0;  // most pages in use at once
+  double seconds = 0;      // wall time inside run()
 };
 
 class Engine {

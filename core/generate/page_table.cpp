@@ -38,7 +38,7 @@ void PageTable::release(PageAllocator& alloc) {
 
 int64_t pages_to_grow(int64_t from, int64_t to, int64_t page_size) {
   if (to <= from) return 0;
-  const int64_t first = from / page_size;                  // the page position `from` is in
+  const int64_t first = from / page_size;                 // the page position `from` is in
   const int64_t last = (to + page_size - 1) / page_size;  // pages covering [0, to)
   return last - first;
 }

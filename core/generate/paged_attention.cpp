@@ -175,8 +175,8 @@ at::Tensor paged_attention(const at::Tensor& q, const at::Tensor& keys, const at
       v = v.unsqueeze(1).expand({nkv, nh / nkv, ctx, hd}).reshape({nh, ctx, hd});
     }
     const auto qr = qc.narrow(0, run.first_token, run.count).transpose(0, 1);  // [nh, count, hd]
-    const auto o = at::scaled_dot_product_attention(qr.unsqueeze(0), k.unsqueeze(0),
-                                                    v.unsqueeze(0), plan.mask(r), 0.0, false,
+    const auto o = at::scaled_dot_product_attention(qr.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                                                    plan.mask(r), 0.0, false,
                                                     scale);  // [1, nh, count, hd]
     out.narrow(0, run.first_token, run.count).copy_(o.squeeze(0).transpose(0, 1));
   }

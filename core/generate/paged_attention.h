@@ -17,9 +17,9 @@ namespace posttrain::core::generate {
 
 // One sequence's run of query tokens in the step.
 struct AttentionRun {
-  int64_t first_token = 0;  // index of its first token in the flat batch
-  int64_t count = 0;        // tokens in the run
-  int64_t start_pos = 0;    // position of its first token
+  int64_t first_token = 0;                      // index of its first token in the flat batch
+  int64_t count = 0;                            // tokens in the run
+  int64_t start_pos = 0;                        // position of its first token
   const std::vector<int32_t>* pages = nullptr;  // the sequence's page table (covers the run)
 };
 

@@ -48,15 +48,14 @@ at::Tensor PagedDecoder::step(const StepInputs& in, KvCache& cache) {
   const auto& c = config_;
   const auto dev = embed_.device();
   const int64_t N = static_cast<int64_t>(in.token_ids.size());
-  const int64_t hd = c.resolved_head_dim(), nh = c.num_attention_heads,
-                nkv = c.num_key_value_heads;
+  const int64_t hd = c.resolved_head_dim(), nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const double eps = c.rms_norm_eps;
   const AttentionPlan plan(in.runs, cache.shape().page_size, dev, embed_.scalar_type());
   const auto slots = long_tensor(in.slots, dev);  // [N]
 
   // RoPE tables as the training forward builds them: float32 angles, cast to the weights' dtype.
   const auto pos = long_tensor(in.positions, dev).to(at::kFloat);  // [N]
-  const auto freqs = pos.unsqueeze(-1) * inv_freq_.unsqueeze(0);  // [N, hd/2]
+  const auto freqs = pos.unsqueeze(-1) * inv_freq_.unsqueeze(0);   // [N, hd/2]
   const auto emb = at::cat({freqs, freqs}, -1).unsqueeze(0);       // [1, N, hd]
   const auto cos = emb.cos().to(embed_.scalar_type()), sin = emb.sin().to(embed_.scalar_type());
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -80,9 +79,9 @@ at::Tensor PagedDecoder::step(const StepInputs& in, KvCache& cache) {
     x = h;
   }
   const auto rows = long_tensor(in.logit_tokens, dev);  // [M]
-  const auto last = kernels::add_rms_norm(x.index_select(1, rows), branch.index_select(1, rows),
-                                          final_norm_, eps)
-                        .second;  // [1, M, H]
+  const auto last =
+      kernels::add_rms_norm(x.index_select(1, rows), branch.index_select(1, rows), final_norm_, eps)
+          .second;  // [1, M, H]
   return at::linear(last.squeeze(0), lm_head_).to(at::kFloat).to(at::kCPU).contiguous();
 }
 

@@ -24,8 +24,8 @@ double mass_threshold(std::vector<double> v, double target) {
   while (lo < hi) {
     const double pivot = v[lo + (hi - lo) / 2];
     // [lo, a): > pivot, [a, b): == pivot, [b, hi): < pivot.
-    const auto a = std::partition(v.begin() + lo, v.begin() + hi,
-                                  [&](double x) { return x > pivot; });
+    const auto a =
+        std::partition(v.begin() + lo, v.begin() + hi, [&](double x) { return x > pivot; });
     const auto b = std::partition(a, v.begin() + hi, [&](double x) { return x == pivot; });
     double above = 0, equal = 0;
     for (auto it = v.begin() + lo; it != a; ++it) above += *it;

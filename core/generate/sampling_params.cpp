@@ -8,8 +8,7 @@ namespace posttrain::core::generate {
 
 void validate(const SamplingParams& p) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    throw UsageError("temperature must be >= 0 (0 = greedy), got " +
-                     std::to_string(p.temperature));
+    throw UsageError("temperature must be >= 0 (0 = greedy), got " + std::to_string(p.temperature));
   }
   if (p.top_k < 0) throw UsageError("top_k must be >= 0 (0 = off), got " + std::to_string(p.top_k));
   if (!(p.top_p > 0 && p.top_p <= 1)) {

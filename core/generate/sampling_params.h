@@ -10,10 +10,10 @@
 namespace posttrain::core::generate {
 
 struct SamplingParams {
-  double temperature = 1.0;  // 0 = greedy (argmax); else logits / temperature
-  int64_t top_k = 0;         // keep the k most likely tokens (ties at the k-th kept); 0 = off
-  double top_p = 1.0;        // keep the smallest most-likely set with mass >= top_p; (0, 1]
-  double min_p = 0.0;        // drop tokens with p < min_p * max p; [0, 1)
+  double temperature = 1.0;      // 0 = greedy (argmax); else logits / temperature
+  int64_t top_k = 0;             // keep the k most likely tokens (ties at the k-th kept); 0 = off
+  double top_p = 1.0;            // keep the smallest most-likely set with mass >= top_p; (0, 1]
+  double min_p = 0.0;            // drop tokens with p < min_p * max p; [0, 1)
   int64_t max_new_tokens = 256;  // >= 1; capped so prompt + output fits the model's context
   // Generation ends after emitting any of these ids (the id is part of the output).
   std::vector<int64_t> stop_token_ids;

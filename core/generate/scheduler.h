@@ -36,9 +36,9 @@ struct PrefillChunk {
 };
 
 struct StepPlan {
-  std::vector<int64_t> decode;          // sequence ids, one token each
-  std::vector<PrefillChunk> prefill;    // in admission order
-  std::vector<int64_t> admitted;        // groups admitted (reserved) by this plan
+  std::vector<int64_t> decode;        // sequence ids, one token each
+  std::vector<PrefillChunk> prefill;  // in admission order
+  std::vector<int64_t> admitted;      // groups admitted (reserved) by this plan
   bool empty() const { return decode.empty() && prefill.empty(); }
 };
 

@@ -9,8 +9,7 @@
 
 namespace posttrain::core::generate {
 
-std::vector<int64_t> model_stop_token_ids(const std::string& model_dir,
-                                          const LlamaConfig& config) {
+std::vector<int64_t> model_stop_token_ids(const std::string& model_dir, const LlamaConfig& config) {
   const std::string path = model_dir + "/generation_config.json";
   if (!std::filesystem::exists(path)) return config.eos_token_ids;
   std::ifstream in(path);
@@ -28,8 +27,8 @@ std::vector<int64_t> model_stop_token_ids(const std::string& model_dir,
     if (!v.is_number_integer()) throw InputError(Location{path, 0, field}, "expected a token id");
     const int64_t id = v.get<int64_t>();
     if (id < 0 || id >= config.vocab_size) {
-      throw InputError(Location{path, 0, field}, "token id " + std::to_string(id) +
-                                                     " outside the vocabulary");
+      throw InputError(Location{path, 0, field},
+                       "token id " + std::to_string(id) + " outside the vocabulary");
     }
     ids.push_back(id);
   };

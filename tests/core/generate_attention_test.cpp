@@ -43,9 +43,8 @@ TEST(GenerateAttention, LoopAndGatheredPathsMatchDirectAttention) {
         double m = -1e300, sum = 0;
         for (int64_t j = 0; j <= pos; ++j) {
           const int64_t slot = int64_t{(*r.pages)[j / ps]} * ps + j % ps;
-          w[j] = scale * (q[t][h].to(at::kDouble) * keys[slot][kvh].to(at::kDouble))
-                             .sum()
-                             .item<double>();
+          w[j] = scale *
+                 (q[t][h].to(at::kDouble) * keys[slot][kvh].to(at::kDouble)).sum().item<double>();
           m = std::max(m, w[j]);
         }
         for (auto& x : w) sum += (x = std::exp(x - m));

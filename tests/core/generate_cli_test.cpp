@@ -99,9 +99,8 @@ TEST_F(GenerateCli, EveryRowKindGetsKSamplesThatLogprobsReproduces) {
       EXPECT_NEAR(s["logprob"].get<double>(), sum, 1e-9);
       auto full = prompt.get<std::vector<int64_t>>();
       full.insert(full.end(), ids.begin(), ids.end());
-      scoring.push_back({{"input_ids", full},
-                         {"n", prompt.size()},
-                         {"expect", s["token_logprobs"]}});
+      scoring.push_back(
+          {{"input_ids", full}, {"n", prompt.size()}, {"expect", s["token_logprobs"]}});
     }
   }
   // The chat rows open the assistant header: Llama 3 ends the prompt with "\n\n" after it.
@@ -110,8 +109,8 @@ TEST_F(GenerateCli, EveryRowKindGetsKSamplesThatLogprobsReproduces) {
   std::string lines;
   for (const auto& s : scoring) lines += json{{"input_ids", s["input_ids"]}}.dump() + "\n";
   const auto score_in = write("score.jsonl", lines);
-  const auto lp = run("logprobs --model " + model() + " --input " + score_in + " --output " +
-                      dir_ + "/scored.jsonl");
+  const auto lp = run("logprobs --model " + model() + " --input " + score_in + " --output " + dir_ +
+                      "/scored.jsonl");
   ASSERT_EQ(lp.status, 0) << lp.output;
   const auto scored = read_jsonl(dir_ + "/scored.jsonl");
   ASSERT_EQ(scored.size(), scoring.size());
@@ -130,8 +129,8 @@ TEST_F(GenerateCli, SameSeedSameSamplesWhateverShareTheBatch) {
   const auto many = write("many.jsonl",
                           "{\"text\": \"other prompt\"}\n{\"text\": \"abc\", \"seed\": 9}\n"
                           "{\"text\": \"x\"}\n");
-  const std::string common = " --samples 2 --max-new-tokens 10 --temperature 0.8 --model " +
-                             model();
+  const std::string common =
+      " --samples 2 --max-new-tokens 10 --temperature 0.8 --model " + model();
   ASSERT_EQ(run("generate --input " + one + " --output " + dir_ + "/o1.jsonl" + common).status, 0);
   ASSERT_EQ(run("generate --input " + many + " --output " + dir_ + "/o2.jsonl" + common +
                 " --max-batch-tokens 5 --page-size 2")
@@ -161,8 +160,8 @@ TEST_F(GenerateCli, BadInputNamesFileLineAndFieldAndWritesNothing) {
   for (const auto& c : cases) {
     const auto in = write("bad.jsonl", c.input);
     const auto out = dir_ + "/bad_out.jsonl";
-    const auto r = run("generate --model " + model() + " --input " + in + " --output " + out +
-                       " " + c.flags);
+    const auto r =
+        run("generate --model " + model() + " --input " + in + " --output " + out + " " + c.flags);
     EXPECT_NE(r.status, 0) << c.input;
     EXPECT_NE(r.output.find(c.expect), std::string::npos) << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
