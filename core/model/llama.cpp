@@ -500,6 +500,8 @@ at::Tensor LlamaModelImpl::score_weight() const {
   return parts_->score->weight;
 }
 
+const at::Tensor& LlamaModelImpl::rope_inverse_frequencies() const { return parts_->inv_freq; }
+
 at::Tensor LlamaModelImpl::lm_logits(const at::Tensor& hidden) {
   return at::linear(hidden, lm_head_weight());
 }

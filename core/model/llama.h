@@ -80,6 +80,9 @@ class LlamaModelImpl : public torch::nn::Module {
   at::Tensor lm_head_weight() const;
   // Reward model only: the score head weight, [1, hidden].
   at::Tensor score_weight() const;
+  // RoPE inverse frequencies [head_dim / 2] float32 on CPU (llama3 scaling applied), for
+  // decoders that run the layers themselves (core/generate).
+  const at::Tensor& rope_inverse_frequencies() const;
   bool is_reward_model() const { return config_.kind == ModelKind::kRewardModel; }
   const LlamaConfig& config() const { return config_; }
   // Recompute each block's activations in backward instead of keeping them.
