@@ -102,7 +102,8 @@ at::Tensor ranking_rewards(core::LlamaModelImpl& model, const core::MicroBatch& 
     T = ids.size(1);
     in.input_ids = ids;
     in.position_ids = batch.require("position_ids");
-    throw UsageError("PREFIX-PENDING: segment_ids");
+    in.segment_ids = batch.require("segment_ids");
+    in.attention_mask = batch.get("attention_mask");  // padding: no segment (undefined = none)
     auto row = at::arange(B, index.options()).view({B, 1});
     flat_index = (row * T + index).reshape({-1});
   }

@@ -1,6 +1,7 @@
 // Scoring JSONL rows with a reward model (see score.h).
 #include "reward/score.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <vector>
@@ -23,7 +24,12 @@ namespace posttrain::reward {
 using nlohmann::json;
 
 std::string scorer_key(const std::string& model_dir) {
-  return fs::weakly_canonical(fs::absolute(model_dir)).string();
+  // realpath, not std::filesystem: libtorch.so carries its own copies of those (common/files.h).
+  char* p = ::realpath(model_dir.c_str(), nullptr);
+  if (p == nullptr) throw IoError("cannot resolve the model path " + model_dir);
+  std::string out(p);
+  std::free(p);
+  return out;
 }
 
 namespace {

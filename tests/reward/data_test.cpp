@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
+
 #include <filesystem>
 #include <fstream>
 
@@ -176,7 +178,7 @@ TEST(RewardData, BadRowsNameFileLineAndField) {
 
 TEST(RewardData, StoreRankingsTrainEachOrderedPairOnce) {
   const auto dir = fs::temp_directory_path() / ("posttrain_reward_store_" + std::to_string(getpid()));
-  fs::remove_all(dir);
+  posttrain::remove_tree((dir).string());
   fs::create_directories(dir);
   const auto db = (dir / "s.db").string();
   {
@@ -200,7 +202,7 @@ TEST(RewardData, StoreRankingsTrainEachOrderedPairOnce) {
   EXPECT_EQ(rankings[2].pairs, (std::vector<std::pair<int, int>>{{1, 2}}));
   // Round filter: the import wrote round 0; round 1 has nothing.
   EXPECT_TRUE(read_store_rankings(db, {1}, std::nullopt, chat()).empty());
-  fs::remove_all(dir);
+  posttrain::remove_tree((dir).string());
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,10 +45,10 @@ class RewardScore : public ::testing::Test {
     dir_ = fs::temp_directory_path() /
            ("posttrain_reward_score_" + std::to_string(getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    posttrain::remove_tree((dir_).string());
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { posttrain::remove_tree((dir_).string()); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   void write(const std::string& name, const std::string& text) const {
     std::ofstream(path(name)) << text;
