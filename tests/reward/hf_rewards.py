@@ -25,7 +25,7 @@ def main():
     ids = [tok.apply_chat_template([{"role": "user", "content": r["prompt"]},
                                     {"role": "assistant", "content": r["completion"]}],
                                    tokenize=True) for r in rows]
-    ids = [i["input_ids"] if isinstance(i, dict) else i for i in ids]
+    ids = [list(i["input_ids"]) if hasattr(i, "keys") else list(i) for i in ids]
     T = max(len(i) for i in ids)
     pad = model.config.pad_token_id
     batch = torch.tensor([i + [pad] * (T - len(i)) for i in ids])
