@@ -6,6 +6,7 @@
 //   bench_dpo --preset tiny --batch 8 --prompt 128 --resp 128 --iters 5 [--threads N]
 //             [--device cuda]
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
