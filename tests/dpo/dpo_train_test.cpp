@@ -84,7 +84,7 @@ class DpoTrain : public ::testing::Test {
           {"packing", false}}},  // 8 pairs a step (packed rows hold dozens of these pairs)
         {"optimizer", {{"lr", 1e-3}}},
         {"schedule", {{"warmup_steps", 5}, {"decay", "constant"}}},
-        {"training", {{"max_steps", 200}, {"micro_batch_size", 8}, {"threads", 2}, {"seed", 5}}},
+        {"training", {{"max_steps", 120}, {"micro_batch_size", 8}, {"threads", 2}, {"seed", 5}}},
         {"output", {{"dir", *dir_ / out}}}};
     c.merge_patch(extra);
     const std::string path = *dir_ / (out + ".json");
@@ -98,7 +98,7 @@ testing::TempDir* DpoTrain::dir_ = nullptr;
 
 TEST_F(DpoTrain, LearnsTheHeldOutPreferenceAndTheNllTermKeepsChosenUp) {
   const DpoResult with = run_dpo(config("with_nll"));
-  EXPECT_EQ(with.train.final_step, 200);
+  EXPECT_EQ(with.train.final_step, 120);
   EXPECT_EQ(with.eval_pairs, 64);
   const auto eval_with = last_with(*dir_ / "with_nll", "eval_rewards/accuracies");
   ASSERT_FALSE(eval_with.is_null());
