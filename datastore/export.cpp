@@ -98,6 +98,7 @@ std::string json_key(const std::string& key) { return Json(key).dump(); }
 // One output triple as canonical JSON texts.
 struct Triple {
   std::string_view prompt, chosen, rejected;
+  std::string_view strength;  // the pair's label on its own chosen > rejected row; "" = none
 };
 
 std::string convert(std::string_view body, const std::optional<Shape>& as, const char* role) {
@@ -164,10 +165,11 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
     triples.clear();
     if (options.expand_rankings && !s.column_is_null(12)) {
       std::string_view e = s.column_view(12);
-      triples.push_back({p, e, c});
-      triples.push_back({p, e, r});
+      triples.push_back({p, e, c, {}});
+      triples.push_back({p, e, r, {}});
     }
-    triples.push_back({p, c, r});
+    std::string_view strength = s.column_is_null(5) ? std::string_view() : s.column_view(5);
+    triples.push_back({p, c, r, strength});
     for (const Triple& t : triples) {
       line = "{";
       if (pk.empty()) {
@@ -186,6 +188,13 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
         line += ",";
         line += kr;
         line += t.rejected;
+      }
+      // TRL rows carry the annotator's strength when the pair has one (the names are plain
+      // ASCII identifiers, so no escaping).
+      if (trl && !t.strength.empty()) {
+        line += ",\"strength\":\"";
+        line += t.strength;
+        line += "\"";
       }
       line += "}\n";
       if (!dedup.first_time(line)) {

@@ -1,5 +1,5 @@
 // JSONL export from the store. Formats (the --format names of `posttrain store export`):
-//   trl       {"prompt","chosen","rejected"} per pair
+//   trl       {"prompt","chosen","rejected"} per pair, plus "strength" when the pair has one
 //   openrlhf  the same with configurable keys; an empty prompt key folds the prompt into
 //             chosen/rejected (full conversations)
 //   messages  {"messages":[...]} per stored dialogue

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.h"
 #include "common/jsonl.h"
 #include "datastore/internal.h"
 
@@ -50,6 +51,7 @@ class TrlSax final : public nlohmann::json_sax<Json> {
   bool end_object() override { return true; }  // only the top level gets this far
   bool key(string_t& k) override {
     static const char* const kNames[3] = {"prompt", "chosen", "rejected"};
+    if (k == "strength") return false;  // a labelled row: the general path reads the label
     slot_ = -1;
     for (int i = 0; i < 3; ++i) {
       if (k != kNames[i]) continue;
@@ -181,6 +183,7 @@ class LineReader {
 
 // The general path: the line as a JSON object, with JsonlReader's error messages.
 void parse_object(std::string_view line, const Location& where, Json* row) {
+  check_json_depth(line.data(), line.data() + line.size(), where);
   try {
     *row = Json::parse(line);
   } catch (const Json::parse_error& e) {
@@ -313,21 +316,26 @@ void parse_ranking(const Json& row, const Location& where, ParsedRow* out) {
   }
 }
 
+// An optional "strength" (one of the four names, or null), as TRL exports write it.
+void read_strength(const Json& row, const Location& where, ParsedRow* out) {
+  auto it = row.find("strength");
+  if (it == row.end() || it->is_null()) return;
+  if (!it->is_string() || !parse_strength(it->get<std::string>())) {
+    throw InputError(at(where, "strength"),
+                     "expected significantly_better, better, slightly_better, "
+                     "marginally_better or null, got " +
+                         it->dump());
+  }
+  out->strength = parse_strength(it->get<std::string>());
+}
+
 void parse_annotations(const Json& row, const Location& where, ParsedRow* out) {
   parse_trl(row, where, out);
   auto field = [&](const char* name) -> const Json* {
     auto it = row.find(name);
     return it == row.end() || it->is_null() ? nullptr : &*it;
   };
-  if (const Json* s = field("strength")) {
-    if (!s->is_string() || !parse_strength(s->get<std::string>())) {
-      throw InputError(at(where, "strength"),
-                       "expected significantly_better, better, slightly_better, "
-                       "marginally_better or null, got " +
-                           s->dump());
-    }
-    out->strength = parse_strength(s->get<std::string>());
-  }
+  read_strength(row, where, out);
   if (field("annotator")) out->annotator = require_string(row, "annotator", where);
   if (field("source")) {
     out->source = require_string(row, "source", where);
@@ -392,6 +400,7 @@ ImportSummary import_jsonl(Store& store, const std::string& path, const ImportOp
         switch (options.format) {
           case ImportFormat::kTrl:
             parse_trl(row, where, &parsed);
+            read_strength(row, where, &parsed);
             break;
           case ImportFormat::kHhRlhf:
             parse_hh(row, where, &parsed);

@@ -1,5 +1,6 @@
 // JSONL import into the store. Formats (the --format names of `posttrain store import`):
-//   trl          {"prompt","chosen","rejected"}, each a string or a message list
+//   trl          {"prompt","chosen","rejected"}, each a string or a message list, and an
+//                optional "strength" (what the trl export writes for a labelled pair)
 //   hh-rlhf      {"chosen","rejected"}: full "\n\nHuman: ...\n\nAssistant: ..." transcripts; the
 //                shared prefix up to the last "\n\nAssistant:" becomes a message-list prompt and
 //                the two final answers single assistant messages

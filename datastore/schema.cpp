@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "datastore/annotation_schema.h"
 
 namespace posttrain::datastore {
 namespace {
@@ -109,6 +110,9 @@ const std::vector<const char*>& migrations() {
       "  run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL,"
       "  step INTEGER NOT NULL, value REAL NOT NULL,"
       "  PRIMARY KEY (run_id, name, step)) WITHOUT ROWID;",
+
+      // 3: annotators, annotation tasks with their leases, judgements (annotate/).
+      annotation_tables_sql(),
   };
   return list;
 }

@@ -8,7 +8,7 @@
 
 namespace posttrain::datastore {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr int kApplicationId = 0x50535452;  // "PSTR"
 
 // Applies migrations up to `target` (default: all). Throws UsageError for a newer or foreign

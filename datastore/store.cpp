@@ -1186,7 +1186,8 @@ Stats Store::stats() {
   Stats st;
   for (const char* t : {"runs", "checkpoints", "prompts", "responses", "scores", "preference_pairs",
                         "synthetic_problems", "synthetic_attempts", "dialogues", "selections",
-                        "ref_logprobs", "evals", "metrics"}) {
+                        "ref_logprobs", "evals", "metrics", "annotators", "annotation_tasks",
+                        "judgements"}) {
     st.tables[t] = db_->query_int(std::string("SELECT count(*) FROM ") + t);
   }
   Statement r(*db_, "SELECT round, count(*) FROM preference_pairs GROUP BY round");

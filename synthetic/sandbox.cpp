@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -190,7 +191,34 @@ void sweep_uid(int uid) {
   }
 }
 
+// Entries of the host's / that hold binaries and libraries: (path, link target), the target
+// empty when the entry is a real directory. Absent entries are skipped.
+std::vector<std::pair<std::string, std::string>> host_root_links() {
+  std::vector<std::pair<std::string, std::string>> links;
+  for (const char* path : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    struct stat st {};
+    if (::lstat(path, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(path, target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      links.emplace_back(path, std::string(target, static_cast<size_t>(n)));
+    } else if (S_ISDIR(st.st_mode)) {
+      links.emplace_back(path, "");
+    }
+  }
+  return links;
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> sandbox_etc_files(int uid) {
+  const std::string id = std::to_string(uid);
+  return {{"passwd", "sandbox:x:" + id + ":" + id + ":sandbox:/tmp:/usr/sbin/nologin\n"},
+          {"group", "sandbox:x:" + id + ":\n"},
+          {"hosts", "127.0.0.1 localhost\n::1 localhost\n"},
+          {"hostname", std::string(kSandboxHostname) + "\n"}};
+}
 
 Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
   if (!executable(options_.bwrap)) {
@@ -201,6 +229,19 @@ Sandbox::Sandbox(SandboxOptions options) : options_(std::move(options)) {
   if (!executable(options_.python)) {
     throw SandboxUnavailable("python interpreter not found at " + options_.python);
   }
+  // Inside the sandbox only /usr (and the /bin, /lib* links into it) exists: an interpreter
+  // elsewhere (a venv under a home directory, /opt) would not be found there.
+  {
+    char* real = ::realpath(options_.python.c_str(), nullptr);
+    std::string resolved = real ? real : "";
+    std::free(real);
+    if (resolved.rfind("/usr/", 0) != 0) {
+      throw SandboxUnavailable("python interpreter " + options_.python + " resolves to '" +
+                               resolved +
+                               "', outside /usr: the sandbox shows only /usr of the host");
+    }
+  }
+  root_links_ = host_root_links();
   as_root_ = ::geteuid() == 0;
   // Orphaned sandbox inits are reparented to this process so that run() can reap them.
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -279,29 +320,37 @@ RunResult Sandbox::run(const Program& program, int slot) const {
   Fd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
   Fd status_r(status_pipe[0]), status_w(status_pipe[1]);
 
-  std::vector<std::string> args = {options_.bwrap,
-                                   "--unshare-all",
-                                   "--unshare-user",
-                                   "--disable-userns",
-                                   "--die-with-parent",
-                                   "--new-session",
-                                   "--ro-bind",
-                                   "/",
-                                   "/",
-                                   "--proc",
-                                   "/proc",
-                                   "--dev",
-                                   "/dev",
-                                   "--perms",
-                                   "0700",
-                                   "--size",
-                                   std::to_string(lim.workdir_bytes),
-                                   "--tmpfs",
-                                   "/tmp"};
+  // The sandbox's own /etc: only the sandbox user and group, loopback names, its own host name.
+  std::vector<Fd> etc_fds;
+  std::vector<std::pair<std::string, std::string>> etc = sandbox_etc_files(uid);
+  for (const auto& f : etc) etc_fds.emplace_back(memfd_with(f.second));
+
+  std::vector<std::string> args = {options_.bwrap, "--unshare-all", "--unshare-user",
+                                   "--disable-userns", "--die-with-parent", "--new-session",
+                                   "--hostname", kSandboxHostname, "--ro-bind", "/usr",
+                                   "/usr"};
+  // Only the interpreter's tree is visible: /usr read-only, the /bin, /sbin and /lib* entries
+  // of / as the host has them (links into /usr, or read-only binds), nothing else of the host.
+  for (const auto& link : root_links_) {
+    if (link.second.empty()) {
+      args.insert(args.end(), {"--ro-bind", link.first, link.first});
+    } else {
+      args.insert(args.end(), {"--symlink", link.second, link.first});
+    }
+  }
+  args.insert(args.end(), {"--dir", "/etc"});
+  for (size_t i = 0; i < etc.size(); ++i) {
+    args.insert(args.end(),
+                {"--ro-bind-data", std::to_string(etc_fds[i].fd), "/etc/" + etc[i].first});
+  }
+  args.insert(args.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "0700", "--size",
+                           std::to_string(lim.workdir_bytes), "--tmpfs", "/tmp"});
   for (size_t i = 0; i < program.files.size(); ++i) {
     args.insert(args.end(),
                 {"--file", std::to_string(file_fds[i].fd), "/tmp/" + program.files[i].first});
   }
+  // Last: the root (its /etc and links) becomes read-only; /tmp and /dev stay writable mounts.
+  args.insert(args.end(), {"--remount-ro", "/"});
   args.insert(args.end(),
               {"--json-status-fd", std::to_string(status_w.fd), "--chdir", "/tmp", "--clearenv",
                "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv",
@@ -315,6 +364,7 @@ RunResult Sandbox::run(const Program& program, int slot) const {
   char* envp[] = {nullptr};
   std::vector<int> keep_fds = {status_w.fd};
   for (auto& f : file_fds) keep_fds.push_back(f.fd);
+  for (auto& f : etc_fds) keep_fds.push_back(f.fd);
   const rlim_t cpu = static_cast<rlim_t>(lim.cpu_seconds);
   const bool drop = as_root_;
 
@@ -494,6 +544,16 @@ std::vector<RunResult> Sandbox::run_all(const std::vector<Program>& programs, in
     if (done) done();
   });
   return results;
+}
+
+int64_t sandbox_memory_bytes(int64_t mb) {
+  const int64_t physical_mb =
+      static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) >> 20;
+  if (mb < 64 || mb > physical_mb) {
+    throw UsageError("--memory-mb must be in [64, " + std::to_string(physical_mb) +
+                     "] (this machine's memory in MiB), got " + std::to_string(mb));
+  }
+  return mb << 20;
 }
 
 void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn) {

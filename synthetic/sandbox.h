@@ -3,9 +3,13 @@
 // Design: the calling process forks; the child sets resource limits (CPU, address space,
 // processes, file size, open files), drops to a dedicated unprivileged host uid/gid (the kernel
 // ignores RLIMIT_NPROC for root, see ../shared/SANDBOX.md), and execs bubblewrap, which puts the
-// program in fresh user, PID, mount, network, IPC and UTS namespaces: `/` is bound read-only, the
-// working directory `/tmp` is a fresh size-capped tmpfs holding only the program's files, and the
-// network namespace has no interfaces but loopback (nothing of the host is reachable). The parent
+// program in fresh user, PID, mount, network, IPC and UTS namespaces. Of the host's files it sees
+// only /usr (read-only) and the /bin, /sbin, /lib* links into it; /etc is made for the sandbox
+// (sandbox_etc_files), /proc shows only the sandbox's own PID namespace, /dev is bwrap's minimal
+// one, the working directory `/tmp` is a fresh size-capped tmpfs holding only the program's
+// files, the rest of the root is read-only, and the environment is empty but PATH, HOME, TMPDIR
+// and LANG. The network namespace has no interfaces but loopback (nothing of the host is
+// reachable). The parent
 // reads stdout/stderr with a byte cap and enforces the wall-clock timeout by SIGKILLing bwrap;
 // bwrap's PID-namespace init dies with it (--die-with-parent) and the kernel then kills every
 // process left in the namespace, including ones that called setsid. When any of this cannot be
@@ -45,7 +49,9 @@ struct SandboxLimits {
 
 struct SandboxOptions {
   std::string bwrap = "/usr/bin/bwrap";
-  std::string python = "/usr/bin/python3";  // must be readable by the sandbox uid
+  // Must be readable by the sandbox uid and resolve to a file under /usr (nothing else of the
+  // host is mounted in the sandbox).
+  std::string python = "/usr/bin/python3";
   // Host uid/gid used when the caller is root: each slot (pool worker) leases its own uid,
   // uid_base + slot, or when another Sandbox (in this or another process) holds that one,
   // uid_base + slot + 64k, so no two concurrent runs share an RLIMIT_NPROC budget and the
@@ -80,6 +86,11 @@ struct Program {
 // A Python program from source: main.py with `python3 -I -B main.py`.
 Program python_program(const std::string& source);
 
+// The sandbox's host name (its own UTS namespace) and the whole of its /etc: (file name,
+// contents) for passwd and group (the sandbox user `uid` only), hosts (loopback) and hostname.
+constexpr const char* kSandboxHostname = "sandbox";
+std::vector<std::pair<std::string, std::string>> sandbox_etc_files(int uid);
+
 class Sandbox {
  public:
   static constexpr int kMaxSlots = 64;
@@ -108,9 +119,15 @@ class Sandbox {
  private:
   SandboxOptions options_;
   bool as_root_ = false;
+  // The host's /bin, /sbin, /lib* entries: (path, link target), or (path, "") for a directory.
+  std::vector<std::pair<std::string, std::string>> root_links_;
   mutable std::mutex lease_mutex_;
   mutable std::map<int, std::pair<int, int>> leases_;  // slot -> (uid, lock fd)
 };
+
+// Bytes for a --memory-mb value. Throws UsageError outside [64 MiB, this machine's physical
+// memory]: a larger limit is no limit, and past 2^43 MiB the byte count would overflow.
+int64_t sandbox_memory_bytes(int64_t mb);
 
 // Runs fn(i, worker) for i in [0, n) on `workers` threads (each worker has its own index, used
 // as the sandbox slot). Exceptions from fn are rethrown after all threads stop.

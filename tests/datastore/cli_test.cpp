@@ -2,6 +2,8 @@
 // contracts, errors are one line naming file, line and field, and exit codes are 0/1/2.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
@@ -72,7 +74,7 @@ TEST(StoreCli, InitImportStatsPairsExport) {
   r = run_cli("store export --store " + db + " --format trl --min-strength better --out -",
               dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r"})"
+  EXPECT_EQ(r.out, R"({"prompt":"P1","chosen":"c","rejected":"r","strength":"better"})"
                    "\n");
   r = run_cli("store import --store " + db + " --format trl - < " + (dir / "m.jsonl"), dir.path());
   EXPECT_EQ(r.status, 0) << r.err;
@@ -127,6 +129,7 @@ TEST(StoreCli, UsageErrorsExitTwo) {
                    dir.path());
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot open"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(db)) << "a failed import created the store";
   EXPECT_EQ(run_cli("store --help", dir.path()).status, 0);
   EXPECT_EQ(run_cli("store import --help", dir.path()).status, 0);
 }

@@ -44,7 +44,10 @@ TEST(Export, TrlKeepsEachValuesShape) {
   load_mixed(store, dir);
   auto rows = export_rows(store, dir, {});
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[0], Json::parse(R"({"prompt":"Q1 \"quoted\"","chosen":"good","rejected":"bad"})"));
+  // A labelled pair carries its strength; an unlabelled one (row 2) has no strength key.
+  EXPECT_EQ(rows[0], Json::parse(R"({"prompt":"Q1 \"quoted\"","chosen":"good","rejected":"bad",)"
+                                 R"("strength":"better"})"));
+  EXPECT_EQ(rows[1]["strength"], "marginally_better");
   EXPECT_TRUE(rows[1]["prompt"].is_array());
   EXPECT_EQ(rows[1]["prompt"][0]["role"], "system");
   EXPECT_EQ(rows[1]["chosen"], Json::parse(R"([{"role":"assistant","content":"A"}])"));

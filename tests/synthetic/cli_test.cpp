@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -250,6 +251,84 @@ TEST_F(Cli, VerifyMathAndCodeNearMisses) {
   EXPECT_TRUE(c["loop"]["verdict"] == "timeout" || c["loop"]["verdict"] == "limit");
 }
 
+// `verify --kind code` runs candidates in the sandbox: a candidate that lists and reads what it
+// can and returns it through an assertion message finds nothing of the host in its feedback.
+TEST_F(Cli, VerifyCodeCandidateSeesNothingOfTheHost) {
+  const std::string fixtures = POSTTRAIN_FIXTURES;
+  const std::string checkout = fs::canonical(fs::path(fixtures) / ".." / "..").string();
+  const std::string secret = "posttrain-secret-" + std::to_string(getpid());
+  ::setenv("POSTTRAIN_SANDBOX_SECRET", secret.c_str(), 1);
+  const std::string code =
+      "```python\nimport os\n"
+      "def read(p):\n"
+      "    try:\n"
+      "        return open(p, 'rb').read().decode()\n"
+      "    except OSError as e:\n"
+      "        return type(e).__name__\n```";
+  // Each probe is one test `assert <probe> == 0`, so its value comes back as "got ...".
+  std::map<std::string, std::string> probes = {
+      {"root", "sorted(os.listdir('/'))"},
+      {"checkout", "read('" + checkout + "/README.md')"},
+      {"fixture", "read('" + fixtures + "/synthetic/reference_solutions.json')"},
+      {"input", "read('" + path("in.jsonl") + "')"},
+      {"init_env", "read('/proc/1/environ')"},
+      {"pids", "sorted(p for p in os.listdir('/proc') if p.isdigit())"},
+      {"env", "os.environ.get('POSTTRAIN_SANDBOX_SECRET')"},
+      {"passwd", "read('/etc/passwd').split(':')[0]"},
+      {"etc", "sorted(os.listdir('/etc'))"}};
+  std::vector<json> rows;
+  for (const auto& [id, expr] : probes) {
+    rows.push_back({{"id", id}, {"prompt", "p"}, {"response", code},
+                    {"tests", {"assert " + expr + " == 0"}}});
+  }
+  write_lines(path("in.jsonl"), rows);
+  int status = run("verify --kind code --workers 2 --input " + path("in.jsonl") + " --output " +
+                   path("out.jsonl"));
+  ::unsetenv("POSTTRAIN_SANDBOX_SECRET");
+  ASSERT_EQ(status, 0);
+  std::map<std::string, std::string> got;
+  for (const auto& r : lines(path("out.jsonl"))) {
+    std::string fb = r["feedback"];
+    size_t at = fb.find("  ->  got ");
+    ASSERT_NE(at, std::string::npos) << fb;
+    got[r["id"]] = fb.substr(at + 10, fb.rfind(", expected 0") - at - 10);
+    EXPECT_EQ(fb.find(secret), std::string::npos) << fb;
+  }
+  // The sandbox's own mounts, /usr, and the host's /bin, /sbin, /lib* entries (links into /usr).
+  std::set<std::string> entries = {"dev", "etc", "proc", "tmp", "usr"};
+  for (const char* e : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    if (fs::exists(fs::symlink_status(std::string("/") + e))) entries.insert(e);
+  }
+  std::string root;
+  for (const auto& e : entries) root += (root.empty() ? "['" : ", '") + e + "'";
+  root += "]";
+  EXPECT_EQ(got["root"], root);
+  EXPECT_EQ(got["checkout"], "'FileNotFoundError'");
+  EXPECT_EQ(got["fixture"], "'FileNotFoundError'");
+  EXPECT_EQ(got["input"], "'FileNotFoundError'");
+  EXPECT_EQ(got["init_env"], "''");
+  EXPECT_EQ(got["pids"], "['1', '2']");
+  EXPECT_EQ(got["env"], "None");
+  EXPECT_EQ(got["passwd"], "'sandbox'");
+  EXPECT_EQ(got["etc"], "['group', 'hostname', 'hosts', 'passwd']");
+}
+
+TEST_F(Cli, VerifyRefusesADeeplyNestedRowByLineAndField) {
+  // {"x": [[[...100000...]]], ...}: writing the row back out recursed until SIGSEGV.
+  std::ofstream(path("deep.jsonl"))
+      << "{\"id\": \"a\", \"prompt\": \"p\", \"response\": \"Answer: 1\", \"answer\": \"1\"}\n"
+      << "{\"x\": " << std::string(100000, '[') << std::string(100000, ']')
+      << ", \"id\": \"b\", \"prompt\": \"p\", \"response\": \"Answer: 1\", \"answer\": \"1\"}\n";
+  std::string err;
+  EXPECT_EQ(run("verify --kind math --input " + path("deep.jsonl") + " --output " +
+                    path("out.jsonl"),
+                &err),
+            1);
+  EXPECT_NE(err.find("deep.jsonl:2: field 'x': JSON nested deeper than 256 levels"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(Cli, VerifyToolRunsTheCalls) {
   std::string fx = std::string(POSTTRAIN_FIXTURES) + "/synthetic/";
   ASSERT_EQ(
@@ -287,6 +366,14 @@ TEST_F(Cli, RefusalsAndBadInputAreClear) {
       1);
   EXPECT_NE(err.find("bad.jsonl:1"), std::string::npos) << err;
   EXPECT_NE(err.find("answer"), std::string::npos) << err;
+  // Sandbox memory above the machine's (no limit at all, and an overflow past 2^43 MiB).
+  for (const char* mb : {"99999999999", "63"}) {
+    EXPECT_EQ(run(std::string("verify --kind math --memory-mb ") + mb + " --input " +
+                      path("bad.jsonl") + " --output " + path("x.jsonl"),
+                  &err),
+              2);
+    EXPECT_NE(err.find("--memory-mb must be in [64, "), std::string::npos) << err;
+  }
 }
 
 }  // namespace

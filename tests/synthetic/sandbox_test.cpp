@@ -8,7 +8,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 namespace posttrain::synthetic {
@@ -217,6 +221,115 @@ TEST(SandboxHostile, SetsidChildIsKilledWithTheSandbox) {
 TEST(SandboxHostile, ClosedPipesThenSpinningIsTimedOut) {
   RunResult r = run_py("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(30)\n");
   EXPECT_EQ(r.verdict, Verdict::kTimeout) << r.describe();
+}
+
+// What the sandbox shows of the host: only the interpreter's tree. A hostile program lists and
+// reads everything it can name and reports it; the host side then checks the report.
+TEST(SandboxConfinement, SeesNoHostFilesProcessesOrEnvironment) {
+  namespace fs = std::filesystem;
+  const std::string fixtures = POSTTRAIN_FIXTURES;
+  const std::string checkout = fs::canonical(fs::path(fixtures) / ".." / "..").string();
+  // A secret on the host, world-readable, in the host's /tmp, and one in our environment.
+  const std::string secret = "posttrain-secret-" + std::to_string(getpid());
+  const std::string secret_path = "/tmp/posttrain_sandbox_secret_" + std::to_string(getpid());
+  std::ofstream(secret_path) << secret;
+  fs::permissions(secret_path, fs::perms::owner_read | fs::perms::group_read |
+                                   fs::perms::others_read);
+  ::setenv("POSTTRAIN_SANDBOX_SECRET", secret.c_str(), 1);
+  const std::vector<std::string> host_files = {
+      secret_path, checkout + "/README.md", fixtures + "/synthetic/reference_solutions.json",
+      "/proc/1/environ", "/etc/shadow", "/etc/hostname", "/etc/passwd"};
+  std::string paths = "[";
+  for (const auto& f : host_files) paths += "'" + f + "', ";
+  paths += "]";
+  RunResult r = run_py(
+      "import json, os, socket\n"
+      "files = []\n"
+      "for top, dirs, names in os.walk('/'):\n"
+      "    if top in ('/usr', '/proc', '/dev'):\n"
+      "        dirs[:] = []\n"
+      "        continue\n"
+      "    files += [os.path.join(top, n) for n in names]\n"
+      "reads = {}\n"
+      "for p in " + paths + " + ['" + checkout + "', '/work', '/home', '/root', '/farm']:\n"
+      "    try:\n"
+      "        reads[p] = os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read().decode()\n"
+      "    except OSError as e:\n"
+      "        reads[p] = type(e).__name__\n"
+      "print(json.dumps({'root': sorted(os.listdir('/')), 'files': sorted(files),\n"
+      "    'reads': reads, 'env': dict(os.environ), 'host': socket.gethostname(),\n"
+      "    'pids': sorted(p for p in os.listdir('/proc') if p.isdigit())}))\n");
+  ::unsetenv("POSTTRAIN_SANDBOX_SECRET");
+  fs::remove(secret_path);
+  ASSERT_EQ(r.verdict, Verdict::kPass) << r.describe() << r.err;
+  EXPECT_EQ(r.out.find(secret), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("def digit_sum"), std::string::npos) << r.out;  // a reference solution
+  auto report = nlohmann::json::parse(r.out);
+
+  // The root holds /usr, the host's /bin, /sbin, /lib* entries, and the sandbox's own mounts.
+  std::set<std::string> root = {"dev", "etc", "proc", "tmp", "usr"};
+  for (const char* e : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    if (fs::exists(fs::symlink_status(std::string("/") + e))) root.insert(e);
+  }
+  EXPECT_EQ(report["root"].get<std::set<std::string>>(), root);
+  // Outside /usr, /proc and /dev, the only files are the generated /etc and the program itself.
+  EXPECT_EQ(report["files"].get<std::vector<std::string>>(),
+            (std::vector<std::string>{"/etc/group", "/etc/hostname", "/etc/hosts", "/etc/passwd",
+                                      "/tmp/main.py"}));
+  const auto& reads = report["reads"];
+  for (const std::string& p :
+       {secret_path, checkout + "/README.md", fixtures + "/synthetic/reference_solutions.json",
+        checkout, std::string("/work"), std::string("/home"), std::string("/root"),
+        std::string("/farm"), std::string("/etc/shadow")}) {
+    EXPECT_EQ(reads[p], "FileNotFoundError") << p << ": " << reads[p].dump();
+  }
+  // /proc is the sandbox's own PID namespace: its init (bwrap, started with an empty
+  // environment) and the program; nothing of the host's processes.
+  EXPECT_EQ(reads["/proc/1/environ"], "");
+  EXPECT_EQ(report["pids"], nlohmann::json::array({"1", "2"}));
+  EXPECT_EQ(reads["/etc/passwd"], "sandbox:x:" + std::to_string(r.uid) + ":" +
+                                      std::to_string(r.uid) + ":sandbox:/tmp:/usr/sbin/nologin\n");
+  EXPECT_EQ(reads["/etc/hostname"], "sandbox\n");
+  EXPECT_EQ(report["host"], "sandbox");
+  // The environment is bwrap's fixed set (Python adds LC_CTYPE when it coerces the C locale).
+  std::set<std::string> env_keys;
+  for (auto& [k, v] : report["env"].items()) env_keys.insert(k);
+  env_keys.erase("LC_CTYPE");
+  EXPECT_EQ(env_keys, (std::set<std::string>{"HOME", "LANG", "PATH", "PWD", "TMPDIR"}));
+}
+
+TEST(SandboxConfinement, InterpreterStillImportsItsStandardLibrary) {
+  // Pure-Python modules, C extensions (loaded from lib-dynload with system libraries through the
+  // dynamic loader), subprocesses through /bin/sh, and a temp file in the work dir.
+  RunResult r = run_py(
+      "import ast, collections, ctypes, decimal, fractions, hashlib, itertools, json, math\n"
+      "import re, sqlite3, ssl, subprocess, tempfile, unicodedata, zlib\n"
+      "with tempfile.NamedTemporaryFile('w') as f:\n"
+      "    f.write('x')\n"
+      "print(subprocess.run(['sh', '-c', 'echo shell'], capture_output=True, text=True).stdout,\n"
+      "      end='')\n"
+      "print(hashlib.sha256(b'abc').hexdigest()[:8], sqlite3.connect(':memory:')\n"
+      "      .execute('select 6*7').fetchone()[0], decimal.Decimal('0.1') * 3)\n");
+  ASSERT_EQ(r.verdict, Verdict::kPass) << r.describe() << r.err;
+  // sha256("abc") = ba7816bf... (FIPS 180-2, appendix B.1).
+  EXPECT_EQ(r.out, "shell\nba7816bf 42 0.3\n");
+}
+
+TEST(SandboxSetup, InterpreterOutsideUsrIsRefused) {
+  // Nothing outside /usr is mounted in the sandbox, so such an interpreter could not run there.
+  namespace fs = std::filesystem;
+  fs::path link = fs::temp_directory_path() / ("posttrain_py_" + std::to_string(getpid()));
+  fs::path copy = link.string() + "_copy";
+  fs::copy_file("/usr/bin/python3", copy, fs::copy_options::overwrite_existing);
+  SandboxOptions o = fast_options();
+  o.python = copy.string();
+  try {
+    Sandbox s(o);
+    ADD_FAILURE() << "expected SandboxUnavailable";
+  } catch (const SandboxUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("outside /usr"), std::string::npos) << e.what();
+  }
+  fs::remove(copy);
 }
 
 TEST(SandboxParallel, WorkersUseDistinctUidsAndKeepOrder) {
