@@ -6,6 +6,8 @@
 
 #include "common/error.h"
 #include "core/train/config.h"
+#include "dpo/options.h"
+#include "reward/config.h"
 #include "sft/sft.h"
 
 namespace posttrain::recipes {
@@ -65,6 +67,28 @@ void sft_check(const json& config, const std::string& where,
 
 std::vector<StageStep> sft_steps(const json& config, const StageRun& run) {
   return {{{"sft", "--config", write_stage_config(config, run)}}};
+}
+
+// ---- reward / dpo: the keys of `posttrain reward train` / `posttrain dpo train` ---------------
+// Both start from the newest policy unless model.path says otherwise (a reward model starts
+// from the policy's backbone with a fresh head); DPO's reference defaults to its model.path.
+
+void reward_check(const json& config, const std::string& where,
+                  const std::vector<std::string>& unchecked, bool skip_paths) {
+  check_with_schema(reward::reward_schema(), config, where, unchecked, skip_paths);
+}
+
+std::vector<StageStep> reward_steps(const json& config, const StageRun& run) {
+  return {{{"reward", "train", "--config", write_stage_config(config, run)}}};
+}
+
+void dpo_check(const json& config, const std::string& where,
+               const std::vector<std::string>& unchecked, bool skip_paths) {
+  check_with_schema(dpo::dpo_schema(), config, where, unchecked, skip_paths);
+}
+
+std::vector<StageStep> dpo_steps(const json& config, const StageRun& run) {
+  return {{{"dpo", "train", "--config", write_stage_config(config, run)}}};
 }
 
 // ---- synth: `posttrain synth KIND` with its options as a JSON object --------------------------
@@ -297,6 +321,8 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
 const std::vector<StageKind>& kinds() {
   static const std::vector<StageKind> kKinds = {
       {"sft", "policy", true, sft_defaults, sft_check, sft_steps},
+      {"reward", "reward_model", true, sft_defaults, reward_check, reward_steps},
+      {"dpo", "policy", true, sft_defaults, dpo_check, dpo_steps},
       {"synth", "", false, synth_defaults, synth_check, synth_steps},
       {"average", "policy", false, average_defaults, average_check, average_steps},
       {"eval", "", false, eval_defaults, eval_check, eval_steps},

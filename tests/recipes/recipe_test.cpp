@@ -120,6 +120,27 @@ TEST(RecipeParse, StagesInAnImpossibleOrderAreRefused) {
   EXPECT_NE(check_error(doc).find("unknown placeholder ${polcy}"), std::string::npos);
 }
 
+TEST(RecipeParse, RewardAndDpoStagesUseTheirCommandsSchemas) {
+  json doc = micro_recipe();
+  json reward_cfg = sft_config(1e-3, 0, 2);
+  json dpo_cfg = sft_config(1e-3, 0, 2);
+  dpo_cfg["dpo"] = {{"beta", 0.1}};
+  doc["rounds"][1]["stages"] = {
+      {{"name", "rm"}, {"kind", "reward"}, {"config", reward_cfg}},
+      {{"name", "dpo"}, {"kind", "dpo"}, {"config", dpo_cfg}},
+      {{"name", "score"}, {"kind", "sft"}, {"config", sft_config(1e-3, 0, 1)}}};
+  doc["rounds"][1]["stages"][2]["config"]["model"]["path"] = "${reward_model}";
+  EXPECT_EQ(check_error(doc), "");
+  doc["rounds"][1]["stages"][1]["config"]["dpo"]["betaa"] = 0.2;
+  EXPECT_NE(check_error(doc).find("dpo.betaa"), std::string::npos);
+  // ${reward_model} in round 1's first stage: the reward stage comes later in that round.
+  doc = micro_recipe();
+  doc["rounds"][1]["stages"][0]["config"]["model"]["path"] = "${reward_model}";
+  doc["rounds"][1]["stages"][1] = {{"name", "rm"}, {"kind", "reward"}, {"config", reward_cfg}};
+  EXPECT_NE(check_error(doc).find("no stage before this one trains a reward model"),
+            std::string::npos);
+}
+
 TEST(RecipeParse, MissingPathsAreErrorsUnlessSkipped) {
   json doc = micro_recipe();
   doc["model"] = "/nonexistent/model";
