@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "datastore/internal.h"
+#include "datastore/strength.h"
 
 namespace posttrain::datastore {
 
@@ -98,6 +99,7 @@ std::string json_key(const std::string& key) { return Json(key).dump(); }
 // One output triple as canonical JSON texts.
 struct Triple {
   std::string_view prompt, chosen, rejected;
+  double margin = 0;
 };
 
 std::string convert(std::string_view body, const std::optional<Shape>& as, const char* role) {
@@ -123,9 +125,9 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
   std::string line;
   if (options.format == ExportFormat::kMessages) {
     if (options.expand_rankings || options.as || options.filter.min_strength ||
-        options.filter.annotator) {
+        options.filter.annotator || options.margin) {
       throw UsageError(
-          "--format messages exports dialogues: --expand-rankings, --as, "
+          "--format messages exports dialogues: --expand-rankings, --as, --margin, "
           "--min-strength and --annotator apply to pair formats only");
     }
     Deduper dedup(false);  // dialogues are unique on content
@@ -161,13 +163,15 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
   std::vector<Triple> triples;
   while (s.step()) {
     std::string_view p = s.column_view(9), c = s.column_view(10), r = s.column_view(11);
+    std::optional<Strength> strength;
+    if (options.margin && !s.column_is_null(5)) strength = parse_strength(s.column_text(5));
     triples.clear();
     if (options.expand_rankings && !s.column_is_null(12)) {
       std::string_view e = s.column_view(12);
-      triples.push_back({p, e, c});
-      triples.push_back({p, e, r});
+      triples.push_back({p, e, c, ranking_pair_margin(strength, true, true)});
+      triples.push_back({p, e, r, ranking_pair_margin(strength, true, false)});
     }
-    triples.push_back({p, c, r});
+    triples.push_back({p, c, r, strength_margin(strength)});
     for (const Triple& t : triples) {
       line = "{";
       if (pk.empty()) {
@@ -187,6 +191,7 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
         line += kr;
         line += t.rejected;
       }
+      if (options.margin) line += ",\"margin\":" + Json(t.margin).dump();
       line += "}\n";
       if (!dedup.first_time(line)) {
         ++sum.duplicates;

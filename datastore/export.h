@@ -3,6 +3,7 @@
 //   openrlhf  the same with configurable keys; an empty prompt key folds the prompt into
 //             chosen/rejected (full conversations)
 //   messages  {"messages":[...]} per stored dialogue
+// Pair formats may add a "margin" column (ExportOptions::margin).
 // Rows come in id order (deterministic); identical output rows are written once. Each value
 // keeps the shape it was imported in unless `as` forces text or messages.
 #pragma once
@@ -27,6 +28,9 @@ struct ExportOptions {
   std::string prompt_key = "prompt";
   std::string chosen_key = "chosen";
   std::string rejected_key = "rejected";
+  // Adds "margin": the pair's strength margin (datastore/strength.h; 0 when unlabelled), the
+  // column TRL's RewardTrainer and OpenRLHF's margin_key read.
+  bool margin = false;
 };
 
 struct ExportSummary {

@@ -555,6 +555,15 @@ std::vector<int64_t> Store::responses_of(int64_t prompt_id) {
   return ids;
 }
 
+int64_t Store::prompt_of(int64_t response_id) {
+  Statement s(*db_, "SELECT prompt_id FROM responses WHERE id = ?");
+  s.bind(1, response_id);
+  if (!s.step()) {
+    throw InputError(Location{"", 0, "response_id"}, "no response " + std::to_string(response_id));
+  }
+  return s.column_int(0);
+}
+
 int64_t Store::add_score(const NewScore& sc) {
   if (sc.scorer.empty()) throw InputError(Location{"", 0, "scorer"}, "empty scorer id");
   Transaction tx(*db_);

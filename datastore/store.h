@@ -266,6 +266,8 @@ class Store {
   int64_t add_response(const NewResponse& response, const Canonical& content);
   Json response_content(int64_t response_id);
   std::vector<int64_t> responses_of(int64_t prompt_id);
+  // The prompt a response answers; InputError (field response_id) for an unknown response.
+  int64_t prompt_of(int64_t response_id);
 
   int64_t add_score(const NewScore& score);
   // Scores of a response, optionally of one kind, in insertion order: (scorer, value).

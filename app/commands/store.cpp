@@ -224,7 +224,9 @@ int cmd_export(const std::vector<std::string>& args) {
       "openrlhf: prompt key ('' folds the prompt into chosen/rejected)")(
       "chosen-key", po::value<std::string>()->default_value("chosen"), "openrlhf: chosen key")(
       "rejected-key", po::value<std::string>()->default_value("rejected"),
-      "openrlhf: rejected key");
+      "openrlhf: rejected key")(
+      "margin", po::bool_switch(),
+      "add a margin column from the strength label (datastore/strength.h; 0 when unlabelled)");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm)) return 0;
   ds::ExportOptions opt;
@@ -232,6 +234,7 @@ int cmd_export(const std::vector<std::string>& args) {
   const std::string out = require_output(vm, "store export");
   opt.filter = read_filter(vm);
   opt.expand_rankings = vm["expand-rankings"].as<bool>();
+  opt.margin = vm["margin"].as<bool>();
   if (vm.count("as")) opt.as = ds::parse_shape(vm["as"].as<std::string>());
   bool key_given = !vm["prompt-key"].defaulted() || !vm["chosen-key"].defaulted() ||
                    !vm["rejected-key"].defaulted();

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "datastore/import.h"
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
@@ -129,6 +131,37 @@ TEST(Export, ExpandRankingsAndDropDuplicates) {
   EXPECT_EQ(s.duplicates, 3);
   opt.expand_rankings = false;
   EXPECT_EQ(export_rows(store, dir, opt).size(), 3u);
+}
+
+TEST(Export, MarginColumnFromStrength) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  load_mixed(store, dir);  // better, marginally_better, unlabelled with an edit
+  ExportOptions opt;
+  opt.margin = true;
+  auto rows = export_rows(store, dir, opt);
+  ASSERT_EQ(rows.size(), 3u);
+  // datastore/strength.h: better 2/3, marginally_better 0, unlabelled 0.
+  EXPECT_DOUBLE_EQ(rows[0]["margin"].get<double>(), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(rows[1]["margin"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(rows[2]["margin"].get<double>(), 0.0);
+  EXPECT_FALSE(export_rows(store, dir, {})[0].contains("margin"));
+  // Expanded: E>chosen carries no label (0); E>rejected and chosen>rejected carry the pair's.
+  write_file(dir / "e.jsonl",
+             R"({"prompt":"P","chosen":"c","rejected":"r","edited":"E","strength":"significantly_better"})"
+             "\n");
+  ImportOptions imp;
+  imp.format = ImportFormat::kAnnotations;
+  import_jsonl(store, dir / "e.jsonl", imp);
+  opt.expand_rankings = true;
+  opt.filter.min_strength = Strength::kSignificantlyBetter;
+  rows = export_rows(store, dir, opt);
+  std::vector<std::tuple<std::string, std::string, double>> got;
+  for (const auto& j : rows) {
+    if (j["prompt"] == "P") got.emplace_back(j["chosen"], j["rejected"], j["margin"]);
+  }
+  EXPECT_EQ(got, (std::vector<std::tuple<std::string, std::string, double>>{
+                     {"E", "c", 0.0}, {"E", "r", 1.0}, {"c", "r", 1.0}}));
 }
 
 TEST(Export, OpenRlhfKeysAndFoldedPrompt) {
