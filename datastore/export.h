@@ -8,6 +8,7 @@
 //   messages  {"messages":[...]} per stored dialogue
 // Every pair row has "strength" (the label's name, or null when unlabelled); `margin` adds
 // "margin" (datastore/strength.h), the column TRL's RewardTrainer and OpenRLHF read.
+// (`store import --format annotations` reads strength back; trl ignores it.)
 // One shape per file: every prompt/chosen/rejected value is text, or every one is a message list
 // (messages whenever any written value is one; openrlhf: messages unless `as` says text), so
 // Arrow-based readers (`datasets`) load the file. A text prompt becomes one user message, a text

@@ -79,7 +79,7 @@ TEST(Export, RoundTripGivesTheSameRows) {
   export_jsonl(a, dir / "first.jsonl", opt);
   auto b = Store::open(dir / "b.db");
   ImportOptions imp;
-  imp.format = ImportFormat::kTrl;
+  imp.format = ImportFormat::kAnnotations;  // a trl row that reads the strength column back
   import_jsonl(b, dir / "first.jsonl", imp);
   export_jsonl(b, dir / "second.jsonl", opt);
   EXPECT_EQ(read_file(dir / "first.jsonl"), read_file(dir / "second.jsonl"));
@@ -280,6 +280,12 @@ TEST(Export, FilesThatDatasetsLoadedAreWhatWeWrite) {
     const auto lines = read_lines(fx + "exports/" + name + ".jsonl");
     EXPECT_GT(lines.size(), 1u);
     EXPECT_EQ(loaded.at(name).at("rows").get<size_t>(), lines.size());
+    EXPECT_EQ(loaded.at(name).at("arrow_rows").get<size_t>(), lines.size());
+    if (name == "messages") continue;
+    for (const auto& [column, feature] : loaded.at(name).at("features").items()) {
+      // `datasets` falls back to Json for a column of mixed types; ours must have one type.
+      EXPECT_EQ(feature.get<std::string>().find("Json("), std::string::npos) << column;
+    }
   }
   // One type per column: hh-rlhf's message lists made every prompt a list in trl.
   EXPECT_NE(loaded["trl"]["features"]["prompt"].get<std::string>().find("List"),

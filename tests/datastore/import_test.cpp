@@ -361,12 +361,12 @@ std::vector<BadCase> bad_cases() {
        R"({"messages":[{"role":"usr","content":"x"}]})", ":2: field 'messages[0].role'",
        "unknown role 'usr'"},
       {"implicit prompt, nothing shared", ImportFormat::kTrl,
-       R"({"chosen":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],
-           "rejected":[{"role":"user","content":"Q"},{"role":"assistant","content":"b"}]})",
+       R"({"chosen":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],)"
+       R"("rejected":[{"role":"user","content":"Q"},{"role":"assistant","content":"b"}]})",
        ":2: field 'rejected[0]'", "share no first message"},
       {"implicit prompt, nothing after", ImportFormat::kTrl,
-       R"({"chosen":[{"role":"user","content":"q"}],
-           "rejected":[{"role":"user","content":"q"},{"role":"assistant","content":"b"}]})",
+       R"({"chosen":[{"role":"user","content":"q"}],)"
+       R"("rejected":[{"role":"user","content":"q"},{"role":"assistant","content":"b"}]})",
        ":2: field 'chosen'", "nothing follows"},
       {"implicit prompt, mixed shapes", ImportFormat::kTrl,
        R"({"chosen":[{"role":"user","content":"q"}],"rejected":"b"})", ":2: field 'prompt'",
