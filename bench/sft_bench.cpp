@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
           core::AutocastScope autocast(at::kCUDA, /*on=*/true);
           l = loss(model, mb);
         }
-        if (pass == 1) (l / static_cast<double>(mb.num_targets)).backward();
+        if (pass == 1) (l / static_cast<double>(mb.num_terms)).backward();
         sync();
         (pass == 0 ? fwd : fwdbwd).push_back(secs(t0, now()));
         for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();

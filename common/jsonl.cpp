@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.h"
+
 namespace posttrain {
 
 JsonlReader::JsonlReader(const std::string& path) : path_(path) {
@@ -24,11 +26,7 @@ bool JsonlReader::next(nlohmann::json* row) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
     if (!is_valid_utf8(text)) throw InputError(where(), "line is not valid UTF-8");
-    try {
-      *row = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(where(), std::string("not valid JSON (") + e.what() + ")");
-    }
+    *row = parse_json(text, where());
     if (!row->is_object()) throw InputError(where(), "expected a JSON object on each line");
     return true;
   }

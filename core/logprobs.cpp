@@ -205,7 +205,29 @@ at::Tensor token_logprobs(LlamaModelImpl& model, const ForwardInputs& in, int64_
     const auto doc = in.document_ids.to(dev);
     targets.masked_fill_(doc.narrow(1, 1, T - 1).ne(doc.narrow(1, 0, T - 1)), kIgnoreTarget);
   }
+  if (in.segment_ids.defined()) {
+    // The token after a segment's last is another segment's first (or another document's):
+    // not what the segment predicts. Only the prefix's last token predicts the next segment's
+    // first (the last prompt token each segment repeats).
+    const auto seg = in.segment_ids.to(dev);
+    const auto cur = seg.narrow(1, 0, T - 1), next = seg.narrow(1, 1, T - 1);
+    targets.masked_fill_(cur.ne(next).logical_and(cur.ne(0)), kIgnoreTarget);
+  }
   return target_logprobs(model, hidden.narrow(1, 0, T - 1), targets, chunk_tokens);
+}
+
+at::Tensor segment_sums(const at::Tensor& values, const at::Tensor& segment_index,
+                        int64_t num_segments) {
+  if (values.dim() != 2 || segment_index.sizes() != values.sizes()) {
+    throw UsageError("segment_sums: values and segment_index must both be [B, T]");
+  }
+  const auto idx = segment_index.to(values.device()).to(at::kLong).reshape({-1});  // [B*T]
+  if (idx.numel() > 0 && idx.max().item<int64_t>() >= num_segments) {
+    throw UsageError("segment_sums: a segment index is >= num_segments");
+  }
+  const auto keep = idx.ge(0).nonzero().squeeze(1);  // [M]
+  const auto v = values.to(at::kFloat).reshape({-1}).index_select(0, keep);  // [M]
+  return at::zeros({num_segments}, v.options()).index_add(0, idx.index_select(0, keep), v);
 }
 
 }  // namespace posttrain::core

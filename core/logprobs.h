@@ -27,10 +27,17 @@ at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
                            int64_t keep_logits_bytes = kDefaultKeepLogitsBytes);
 
 // Runs the model and returns [B, T-1] float32 where element t = log p(ids[t+1] | ids[..t]).
-// Positions whose next token is padding (attention_mask 0) or starts another document (packed
-// rows, document_ids) get 0. Does not change grad mode: call under at::NoGradGuard (or
+// Positions whose next token is padding (attention_mask 0), starts another document (packed
+// rows, document_ids) or, after a segment, starts another segment (segment_ids) get 0. Does not change grad mode: call under at::NoGradGuard (or
 // InferenceMode) to score without a graph.
 at::Tensor token_logprobs(LlamaModelImpl& model, const ForwardInputs& in,
                           int64_t chunk_tokens = 1024);
+
+// Per-segment sums of per-token values: values [B, T] (any float dtype, e.g. token_logprobs
+// padded back to T or target_logprobs' output), segment_index [B, T] int64 (the segment each
+// token counts toward, -1 = none; core/data/shared_prefix.h's SharedPrefixBatch::segment_index)
+// -> [num_segments] float32, differentiable in values.
+at::Tensor segment_sums(const at::Tensor& values, const at::Tensor& segment_index,
+                        int64_t num_segments);
 
 }  // namespace posttrain::core

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.h"
 #include "common/jsonl.h"
 #include "datastore/internal.h"
 
@@ -181,6 +182,7 @@ class LineReader {
 
 // The general path: the line as a JSON object, with JsonlReader's error messages.
 void parse_object(std::string_view line, const Location& where, Json* row) {
+  check_json_depth(line.data(), line.data() + line.size(), where);
   try {
     *row = Json::parse(line);
   } catch (const Json::parse_error& e) {

@@ -26,9 +26,14 @@ extern "C" void sgemm_(const char* transa, const char* transb, const int* m, con
 
 namespace posttrain::kernels {
 
+bool& causal_attention_allowed() {
+  static bool allowed = true;
+  return allowed;
+}
+
 bool causal_attention_enabled() {
   static const bool disabled = std::getenv("POSTTRAIN_NO_CPU_ATTENTION") != nullptr;
-  return !disabled;
+  return !disabled && causal_attention_allowed();
 }
 
 bool& attention_blas_allowed() {
@@ -119,7 +124,7 @@ int64_t first_key(const int64_t* doc, int64_t r0, int64_t r1) {
 }
 
 // Scaled scores of query rows [r0, r1) of (b, h) against keys [k0, r1) (kv head g) into
-// s [rows, n], n = r1 - k0. Each row's own visible window is row_window()'s.
+// s [rows, n], n = r1 - k0. Each row's own visible keys are row_window()'s.
 void scores(const Heads& q, const Heads& k, int64_t b, int64_t h, int64_t g, int64_t r0,
             int64_t r1, int64_t k0, int64_t d, float scale, float* s) {
   const int64_t n = r1 - k0;
@@ -127,38 +132,70 @@ void scores(const Heads& q, const Heads& k, int64_t b, int64_t h, int64_t g, int
        n);
 }
 
-// Row t's visible keys as offsets into a score row starting at key k0: [lo, hi).
-std::pair<int64_t, int64_t> row_window(const int64_t* doc, int64_t t, int64_t k0) {
-  return {(doc ? doc[t] : 0) - k0, t - k0 + 1};
+// One batch row's key spans: token t sees [doc[t], pe[t]) and [ss[t], t]. Null pe and ss:
+// both equal doc (no prefix part); null doc: 0.
+struct RowSpans {
+  const int64_t *doc, *pe, *ss;
+};
+
+// Row t's visible keys as offsets into a score row starting at key k0: the prefix part
+// [p0, p1) and the own part [s0, s1), with p0 <= p1 <= s0 < s1.
+struct Window {
+  int64_t p0, p1, s0, s1;
+};
+
+Window row_window(const RowSpans& r, int64_t t, int64_t k0) {
+  const int64_t doc = (r.doc ? r.doc[t] : 0) - k0;
+  if (!r.pe) return {doc, doc, doc, t - k0 + 1};
+  return {doc, r.pe[t] - k0, r.ss[t] - k0, t - k0 + 1};
 }
 
-void zero_outside(float* row, int64_t n, int64_t lo, int64_t hi) {
-  std::fill(row, row + lo, 0.0f);
-  std::fill(row + hi, row + n, 0.0f);
+float window_max(const float* row, const Window& w) {
+  float mx = row_max(row + w.s0, w.s1 - w.s0);
+  if (w.p1 > w.p0) mx = std::max(mx, row_max(row + w.p0, w.p1 - w.p0));
+  return mx;
+}
+
+// exp(x - sub) over both parts of the window and zero elsewhere in the row of n; returns the
+// sum of the exps.
+float window_exp(float* row, int64_t n, const Window& w, float sub) {
+  float sum = exp_shift(row + w.s0, w.s1 - w.s0, sub);
+  if (w.p1 > w.p0) sum += exp_shift(row + w.p0, w.p1 - w.p0, sub);
+  std::fill(row, row + w.p0, 0.0f);
+  std::fill(row + w.p1, row + w.s0, 0.0f);
+  std::fill(row + w.s1, row + n, 0.0f);
+  return sum;
 }
 
 struct Problem {
   Heads q, k, v;
   const int64_t* doc;  // [B, T] or null
+  const int64_t* pe;   // [B, T] or null (then ss is null too)
+  const int64_t* ss;   // [B, T] or null
   int64_t B, T, nh, nkv, d;
   float scale;
 };
+
+RowSpans row_spans(const Problem& pr, int64_t b) {
+  const int64_t off = b * pr.T;
+  return {pr.doc ? pr.doc + off : nullptr, pr.pe ? pr.pe + off : nullptr,
+          pr.ss ? pr.ss + off : nullptr};
+}
 
 // Forward of (b, h): out rows and lse [T] for that head.
 void forward_head(const Problem& pr, int64_t b, int64_t h, const Heads& out, float* lse,
                   std::vector<float>& s, std::vector<float>& inv) {
   const int64_t g = h / (pr.nh / pr.nkv);
-  const int64_t* doc = pr.doc ? pr.doc + b * pr.T : nullptr;
+  const RowSpans spans = row_spans(pr, b);
   for (int64_t r0 = 0; r0 < pr.T; r0 += kBlockRows) {
     const int64_t r1 = std::min(pr.T, r0 + kBlockRows), rows = r1 - r0;
-    const int64_t k0 = first_key(doc, r0, r1), n = r1 - k0;
+    const int64_t k0 = first_key(spans.doc, r0, r1), n = r1 - k0;
     scores(pr.q, pr.k, b, h, g, r0, r1, k0, pr.d, pr.scale, s.data());
     for (int64_t i = 0; i < rows; ++i) {
       float* row = s.data() + i * n;
-      const auto [lo, hi] = row_window(doc, r0 + i, k0);
-      const float mx = row_max(row + lo, hi - lo);
-      const float sum = exp_shift(row + lo, hi - lo, mx);
-      zero_outside(row, n, lo, hi);
+      const Window w = row_window(spans, r0 + i, k0);
+      const float mx = window_max(row, w);
+      const float sum = window_exp(row, n, w, mx);
       lse[r0 + i] = mx + std::log(sum);
       inv[i] = 1.0f / sum;
     }
@@ -179,12 +216,12 @@ void backward_group(const Problem& pr, int64_t b, int64_t g, const Heads& out, c
                     const float* lse, const Heads& dq, const Heads& dk, const Heads& dv,
                     std::vector<float>& s, std::vector<float>& dp) {
   const int64_t group = pr.nh / pr.nkv;
-  const int64_t* doc = pr.doc ? pr.doc + b * pr.T : nullptr;
+  const RowSpans spans = row_spans(pr, b);
   for (int64_t h = g * group; h < (g + 1) * group; ++h) {
     const float* lse_h = lse + (b * pr.nh + h) * pr.T;
     for (int64_t r0 = 0; r0 < pr.T; r0 += kBlockRows) {
       const int64_t r1 = std::min(pr.T, r0 + kBlockRows), rows = r1 - r0;
-      const int64_t k0 = first_key(doc, r0, r1), n = r1 - k0;
+      const int64_t k0 = first_key(spans.doc, r0, r1), n = r1 - k0;
       scores(pr.q, pr.k, b, h, g, r0, r1, k0, pr.d, pr.scale, s.data());
       const float* dob = dout.at(b, r0, h);
       gemm(false, true, rows, n, pr.d, 1.0f, dob, dout.st, pr.v.at(b, k0, g), pr.v.st, 0.0f,
@@ -192,9 +229,7 @@ void backward_group(const Problem& pr, int64_t b, int64_t g, const Heads& out, c
       for (int64_t i = 0; i < rows; ++i) {
         float* prow = s.data() + i * n;
         float* dprow = dp.data() + i * n;
-        const auto [lo, hi] = row_window(doc, r0 + i, k0);
-        exp_shift(prow + lo, hi - lo, lse_h[r0 + i]);
-        zero_outside(prow, n, lo, hi);
+        window_exp(prow, n, row_window(spans, r0 + i, k0), lse_h[r0 + i]);
         const float* o_i = out.at(b, r0 + i, h);
         const float* do_i = dob + i * dout.st;
         float di = 0.0f;
@@ -215,12 +250,17 @@ void backward_group(const Problem& pr, int64_t b, int64_t g, const Heads& out, c
   }
 }
 
+// doc, pe, ss: [B, T] int64, or empty when absent.
 Problem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                   const at::Tensor& doc, double scale) {
+                   const at::Tensor& doc, const at::Tensor& pe, const at::Tensor& ss,
+                   double scale) {
+  auto ptr = [](const at::Tensor& x) { return x.numel() > 0 ? x.data_ptr<int64_t>() : nullptr; };
   return {heads_of(q),
           heads_of(k),
           heads_of(v),
-          doc.numel() > 0 ? doc.data_ptr<int64_t>() : nullptr,
+          ptr(doc),
+          ptr(pe),
+          ptr(ss),
           q.size(0),
           q.size(1),
           q.size(2),
@@ -232,8 +272,8 @@ Problem problem_of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
 struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q,
                             const at::Tensor& k, const at::Tensor& v, const at::Tensor& doc,
-                            double scale) {
-    const Problem pr = problem_of(q, k, v, doc, scale);
+                            const at::Tensor& pe, const at::Tensor& ss, double scale) {
+    const Problem pr = problem_of(q, k, v, doc, pe, ss, scale);
     auto out = at::empty({pr.B, pr.T, pr.nh, pr.d}, q.options());  // [B, T, nh, D]
     auto lse = at::empty({pr.B, pr.nh, pr.T}, q.options());          // [B, nh, T]
     const Heads o = heads_of(out);
@@ -244,7 +284,7 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
         forward_head(pr, i / pr.nh, i % pr.nh, o, lsep + i * pr.T, s, inv);
       }
     });
-    ctx->save_for_backward({q, k, v, out, lse, doc});
+    ctx->save_for_backward({q, k, v, out, lse, doc, pe, ss});
     ctx->saved_data["scale"] = scale;
     return out;
   }
@@ -253,8 +293,8 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
-    const auto& doc = saved[5];
-    const Problem pr = problem_of(q, k, v, doc, ctx->saved_data["scale"].toDouble());
+    const auto &doc = saved[5], &pe = saved[6], &ss = saved[7];
+    const Problem pr = problem_of(q, k, v, doc, pe, ss, ctx->saved_data["scale"].toDouble());
     const auto dout = grads[0].to(at::kFloat).contiguous();  // [B, T, nh, D]
     auto dq = at::empty({pr.B, pr.T, pr.nh, pr.d}, q.options());   // [B, T, nh, D]
     auto dk = at::zeros({pr.B, pr.T, pr.nkv, pr.d}, k.options());  // [B, T, nkv, D]
@@ -268,7 +308,7 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
         backward_group(pr, i / pr.nkv, i % pr.nkv, o, dO, lsep, dQ, dK, dV, s, dp);
       }
     });
-    return {dq, dk, dv, at::Tensor(), at::Tensor()};
+    return {dq, dk, dv, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -284,8 +324,9 @@ bool causal_attention_supported(const at::Tensor& q, const at::Tensor& k, const 
   return true;
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& doc_start, double scale) {
+namespace {
+
+void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   TORCH_CHECK(causal_attention_supported(q, k, v),
               "causal_attention: q, k, v must be CPU float32 [B, T, heads, D] with unit stride "
               "in D");
@@ -293,19 +334,54 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
                   q.size(3) == k.size(3) && k.size(2) > 0 && q.size(2) % k.size(2) == 0,
               "causal_attention: q ", q.sizes(), " and k/v ", k.sizes(), " ", v.sizes(),
               " do not fit (same B, T, D; query heads a multiple of kv heads)");
-  // No documents: an empty tensor (autograd's apply takes only defined tensors).
+}
+
+// A [B, T] index tensor as contiguous CPU int64, its shape checked against q's.
+at::Tensor index_tensor(const at::Tensor& x, const at::Tensor& q, const char* name) {
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == q.size(0) && x.size(1) == q.size(1),
+              "causal_attention: ", name, " must be [B, T], got ", x.sizes());
+  return x.to(at::kCPU).to(at::kLong).contiguous();
+}
+
+// doc, pe, ss: checked [B, T] int64, or empty (autograd's apply takes only defined tensors).
+at::Tensor run_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& doc, const at::Tensor& pe, const at::Tensor& ss,
+                         double scale) {
+  if (q.numel() == 0) return at::zeros({q.size(0), q.size(1), q.size(2), q.size(3)}, q.options());
+  return CausalAttentionFunction::apply(q, k, v, doc, pe, ss, scale);
+}
+
+}  // namespace
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& doc_start, double scale) {
+  check_qkv(q, k, v);
   at::Tensor doc = at::empty({0}, at::kLong);
   if (doc_start.defined()) {
-    TORCH_CHECK(doc_start.dim() == 2 && doc_start.size(0) == q.size(0) &&
-                    doc_start.size(1) == q.size(1),
-                "causal_attention: doc_start must be [B, T], got ", doc_start.sizes());
-    doc = doc_start.to(at::kLong).contiguous();
+    doc = index_tensor(doc_start, q, "doc_start");
     const auto t = at::arange(q.size(1), doc.options()).unsqueeze(0);  // [1, T]
     TORCH_CHECK(doc.ge(0).logical_and(doc.le(t)).all().item<bool>(),
                 "causal_attention: doc_start[b, t] must lie in [0, t]");
   }
-  if (q.numel() == 0) return at::zeros({q.size(0), q.size(1), q.size(2), q.size(3)}, q.options());
-  return CausalAttentionFunction::apply(q, k, v, doc, scale);
+  const auto none = at::empty({0}, at::kLong);
+  return run_attention(q, k, v, doc, none, none, scale);
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& doc_start, const at::Tensor& prefix_end,
+                            const at::Tensor& seg_start, double scale) {
+  check_qkv(q, k, v);
+  TORCH_CHECK(doc_start.defined() && prefix_end.defined() && seg_start.defined(),
+              "causal_attention: doc_start, prefix_end and seg_start must all be given");
+  const auto doc = index_tensor(doc_start, q, "doc_start");
+  const auto pe = index_tensor(prefix_end, q, "prefix_end");
+  const auto ss = index_tensor(seg_start, q, "seg_start");
+  const auto t = at::arange(q.size(1), doc.options()).unsqueeze(0);  // [1, T]
+  TORCH_CHECK(
+      doc.ge(0).logical_and(doc.le(pe)).logical_and(pe.le(ss)).logical_and(ss.le(t)).all()
+          .item<bool>(),
+      "causal_attention: need 0 <= doc_start <= prefix_end <= seg_start <= t for every token");
+  return run_attention(q, k, v, doc, pe, ss, scale);
 }
 
 at::Tensor run_starts(const at::Tensor& ids) {

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 #include "common/sha256.h"
 #include "core/checkpoint/hf_checkpoint.h"
 #include "core/checkpoint/safetensors.h"
@@ -47,6 +48,7 @@ std::string read_file(const fs::path& path) {
 
 json read_json(const fs::path& path) {
   const std::string text = read_file(path);
+  check_json_depth(text, Location{path.string(), 0, ""});
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw InputError(Location{path.string(), 0, ""}, "not valid JSON");
   return j;

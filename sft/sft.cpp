@@ -216,12 +216,12 @@ core::Mixture build_sft_data(const SftDataOptions& o, const core::Tokenizer& tok
 at::Tensor sft_loss_sum(core::LlamaModelImpl& model, const core::MicroBatch& batch,
                         int64_t logprob_chunk, int64_t keep_logits_bytes) {
   core::ForwardInputs in;
-  in.input_ids = batch.get("input_ids");
+  in.input_ids = batch.require("input_ids");
   in.position_ids = batch.get("position_ids");
   in.document_ids = batch.get("document_ids");
   in.attention_mask = batch.get("attention_mask");
   at::Tensor hidden = model.hidden_states(in);  // [B, T, H]
-  at::Tensor logp = core::target_logprobs(model, hidden, batch.get("targets"), logprob_chunk,
+  at::Tensor logp = core::target_logprobs(model, hidden, batch.require("targets"), logprob_chunk,
                                           keep_logits_bytes);
   return -logp.sum();  // [B, T] float32 with 0 at ignored positions -> scalar
 }

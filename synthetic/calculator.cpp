@@ -1,6 +1,6 @@
 // Recursive descent: expr := term (('+'|'-') term)*; term := unary (('*'|'/') unary)*;
-// unary := ('+'|'-') unary | power; power := primary ('^' unary)?; primary := number | '(' expr
-// ')'.
+// unary := ('+'|'-') unary | power; power := factorial ('^' unary)?; factorial := primary '!'*;
+// primary := number | '(' expr ')'.
 // '^' binds tighter than unary minus on its left (-2^2 = -4) and is right-associative.
 #include "synthetic/calculator.h"
 
@@ -42,6 +42,11 @@ class Parser {
 
  private:
   [[noreturn]] void fail(const std::string& what) {
+    throw CalculatorSyntaxError("calculator: " + what + " at position " +
+                                std::to_string(pos_ + 1));
+  }
+  // A well-formed expression that cannot be computed exactly.
+  [[noreturn]] void cannot(const std::string& what) {
     throw MathError("calculator: " + what + " at position " + std::to_string(pos_ + 1));
   }
   void skip() {
@@ -78,22 +83,34 @@ class Parser {
     }
   }
   Rational unary() {
-    if (++depth_ > 200) fail("expression nested too deeply");
+    if (++depth_ > 200) cannot("expression nested too deeply");
     Rational v = eat('-') ? -unary() : eat('+') ? unary() : power();
     --depth_;
     return v;
   }
   Rational power() {
-    Rational base = primary();
+    Rational base = factorial();
     if (!eat('^')) return base;
     Rational e = unary();
-    if (!e.is_integer()) fail("exponent must be an integer");
+    if (!e.is_integer()) cannot("exponent must be an integer");
     return base.pow(e.num());
+  }
+  Rational factorial() {
+    Rational v = primary();
+    while (eat('!')) {
+      // 20! is the largest factorial below 2^63.
+      if (!v.is_integer() || v.num() < 0) cannot("factorial of " + v.str());
+      if (v.num() > 20) cannot("factorial of " + v.str() + " is too large for exact arithmetic");
+      int64_t f = 1;
+      for (int64_t k = 2; k <= v.num(); ++k) f *= k;
+      v = Rational(f);
+    }
+    return v;
   }
   Rational primary() {
     skip();
     if (eat('(')) {
-      if (++depth_ > 200) fail("expression nested too deeply");
+      if (++depth_ > 200) cannot("expression nested too deeply");
       Rational v = expr();
       --depth_;
       if (!eat(')')) fail("missing ')'");
@@ -107,7 +124,7 @@ class Parser {
       if (s_[pos_] == '.') {
         dot = true;
       } else {
-        if (num > (INT64_MAX - 9) / 10 || den > INT64_MAX / 10) fail("number too long");
+        if (num > (INT64_MAX - 9) / 10 || den > INT64_MAX / 10) cannot("number too long");
         num = num * 10 + (s_[pos_] - '0');
         if (dot) den *= 10;
         any = true;

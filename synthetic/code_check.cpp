@@ -9,6 +9,8 @@
 #include <random>
 #include <sstream>
 
+#include "common/json_depth.h"
+
 namespace posttrain::synthetic {
 
 namespace {
@@ -81,6 +83,11 @@ nlohmann::json find_report(const std::string& out, const std::string& marker) {
   std::istringstream in(out);
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(marker + " ", 0) != 0) continue;
+    try {  // a candidate can forge the marker: never accept a report nested too deep
+      check_json_depth(line, Location{});
+    } catch (const InputError&) {
+      continue;
+    }
     auto j = nlohmann::json::parse(line.substr(marker.size() + 1), nullptr, false);
     if (!j.is_discarded() && j.is_object()) found = j;
   }

@@ -1,9 +1,11 @@
 // Final-answer extraction, exact comparison, and step checking of "lhs = rhs" chains.
 #include "synthetic/math_check.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <optional>
 #include <sstream>
 
 #include "synthetic/calculator.h"
@@ -29,7 +31,8 @@ std::vector<std::string> split_lines(const std::string& text) {
 // Characters an arithmetic expression is made of (besides the UTF-8 operator symbols).
 bool expr_char(char c) {
   return std::isdigit(static_cast<unsigned char>(c)) || c == ' ' || c == '.' || c == '+' ||
-         c == '-' || c == '*' || c == '/' || c == '^' || c == '(' || c == ')' || c == '$';
+         c == '-' || c == '*' || c == '/' || c == '^' || c == '!' || c == '(' || c == ')' ||
+         c == '$';
 }
 
 bool is_utf8_op(const std::string& s, size_t i) {
@@ -41,15 +44,58 @@ bool has_operator(const std::string& expr) {
   std::string t = trim(expr);
   for (size_t i = 1; i < t.size(); ++i) {  // a leading sign is not an operation
     char c = t[i];
-    if (c == '+' || c == '-' || c == '*' || c == '/' || c == '^' || is_utf8_op(t, i)) return true;
+    if (c == '+' || c == '-' || c == '*' || c == '/' || c == '^' || c == '!' || is_utf8_op(t, i)) {
+      return true;
+    }
   }
   return false;
 }
 
-// "1,234" -> "1234" (commas between a digit and exactly three digits).
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+// "1,234" -> "1234" (commas between a digit and exactly three digits). By hand, not with
+// std::regex, whose matcher recurses per character and overflows the stack on long lines.
 std::string drop_thousands(const std::string& s) {
-  static const std::regex re(R"((\d),(?=\d{3}(?!\d)))");
-  return std::regex_replace(s, re, "$1");
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool separator = s[i] == ',' && i > 0 && digit(s[i - 1]) && i + 3 < s.size() &&
+                     digit(s[i + 1]) && digit(s[i + 2]) && digit(s[i + 3]) &&
+                     !(i + 4 < s.size() && digit(s[i + 4]));
+    if (!separator) out += s[i];
+  }
+  return out;
+}
+
+// Skips the characters of `set` from s[*i] on.
+void skip_any(const std::string& s, const char* set, size_t* i) {
+  while (*i < s.size() && s[*i] != '\0' && std::strchr(set, s[*i]) != nullptr) ++*i;
+}
+
+bool starts_with_nocase(const std::string& s, size_t at, const char* word) {
+  size_t n = std::strlen(word);
+  if (at + n > s.size()) return false;
+  for (size_t k = 0; k < n; ++k) {
+    if (std::tolower(static_cast<unsigned char>(s[at + k])) != word[k]) return false;
+  }
+  return true;
+}
+
+// The text of an answer line "[*_ ]*(final )?answer[*_ ]*:[*_ ]*TEXT[*_ ]*" (case-insensitive),
+// or nullopt when `line` is not one.
+std::optional<std::string> answer_line_text(const std::string& line) {
+  size_t i = 0;
+  skip_any(line, "*_ ", &i);
+  if (starts_with_nocase(line, i, "final ")) i += 6;
+  if (!starts_with_nocase(line, i, "answer")) return std::nullopt;
+  i += 6;
+  skip_any(line, "*_ ", &i);
+  if (i >= line.size() || line[i] != ':') return std::nullopt;
+  ++i;
+  skip_any(line, "*_ ", &i);
+  size_t end = line.size();
+  while (end > i && line[end - 1] != '\0' && std::strchr("*_ ", line[end - 1]) != nullptr) --end;
+  return line.substr(i, end - i);
 }
 
 std::string strip_dollars(std::string s) {
@@ -70,6 +116,8 @@ std::string trailing_expr(const std::string& s) {
       break;
     }
   }
+  // A '!' cannot start an expression: it ends the sentence before it ("Good! 3 + 4 = 7").
+  while (i < s.size() && (s[i] == '!' || s[i] == ' ')) ++i;
   std::string e = trim(s.substr(i));
   if (e.empty()) return "";
   std::string before = trim(s.substr(0, i));
@@ -99,7 +147,8 @@ std::string leading_expr(const std::string& s) {
     return "";  // "3x"
   }
   std::string e = trim(s.substr(0, i));
-  while (!e.empty() && e.back() == '.') e.pop_back();
+  // A final '.' or '!' on the right side is punctuation ("3 + 4 = 7!" is an exclamation).
+  while (!e.empty() && (e.back() == '.' || e.back() == '!' || e.back() == ' ')) e.pop_back();
   return trim(e);
 }
 
@@ -110,10 +159,15 @@ nlohmann::json MathCheck::details() const {
   for (const auto& w : wrong_steps) {
     steps.push_back({{"line", w.line}, {"step", w.text}, {"computed", w.computed}});
   }
+  nlohmann::json unchecked = nlohmann::json::array();
+  for (const auto& u : unchecked_steps) {
+    unchecked.push_back({{"line", u.line}, {"step", u.text}, {"reason", u.reason}});
+  }
   return {{"given", given},
           {"answer_correct", answer_correct},
           {"steps_checked", steps_checked},
-          {"wrong_steps", steps}};
+          {"wrong_steps", steps},
+          {"unchecked_steps", unchecked}};
 }
 
 std::optional<std::string> extract_final_answer(const std::string& response) {
@@ -132,10 +186,8 @@ std::optional<std::string> extract_final_answer(const std::string& response) {
   for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
     std::string line = trim(*it);
     if (line.empty()) continue;
-    static const std::regex re(R"(^[*_ ]*(?:final )?answer[*_ ]*:[*_ ]*(.*?)[*_ ]*$)",
-                               std::regex::icase);
-    std::smatch m;
-    if (std::regex_match(line, m, re)) return trim(m[1].str());
+    auto text = answer_line_text(line);
+    if (text) return trim(*text);
     return std::nullopt;  // the last non-empty line is not an answer line
   }
   return std::nullopt;
@@ -171,8 +223,17 @@ void check_steps(const std::string& response, MathCheck* check) {
     for (size_t i = 0; i + 1 < exprs.size(); ++i) {
       const std::string &a = exprs[i], &b = exprs[i + 1];
       if (a.empty() || b.empty() || (!has_operator(a) && !has_operator(b))) continue;
-      auto va = try_evaluate(strip_dollars(a)), vb = try_evaluate(strip_dollars(b));
-      if (!va || !vb) continue;
+      std::optional<Rational> va, vb;
+      try {
+        va = evaluate(strip_dollars(a));
+        vb = evaluate(strip_dollars(b));
+      } catch (const CalculatorSyntaxError&) {
+        continue;  // not arithmetic after all ("(see 3 = 4" and the like)
+      } catch (const MathError& e) {
+        // Well-formed arithmetic we cannot compute exactly: not verified, so not accepted.
+        check->unchecked_steps.push_back({static_cast<int>(ln + 1), a + " = " + b, e.what()});
+        continue;
+      }
       ++check->steps_checked;
       if (*va != *vb) {
         check->wrong_steps.push_back(
@@ -205,7 +266,11 @@ MathCheck check_math(const std::string& response, const Rational& expected, bool
     fb << (fb.tellp() > 0 ? " " : "") << "Line " << w.line << ": \"" << w.text
        << "\" is wrong; the left side equals " << w.computed << ".";
   }
-  c.passed = c.answer_correct && c.wrong_steps.empty();
+  for (const auto& u : c.unchecked_steps) {
+    fb << (fb.tellp() > 0 ? " " : "") << "Line " << u.line << ": \"" << u.text
+       << "\" cannot be checked exactly (" << u.reason << "); show steps with smaller numbers.";
+  }
+  c.passed = c.answer_correct && c.wrong_steps.empty() && c.unchecked_steps.empty();
   c.verdict = c.passed ? "pass" : "fail";
   c.feedback = c.passed ? "" : fb.str();
   return c;

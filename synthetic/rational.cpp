@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <regex>
+#include <string>
 
 namespace posttrain::synthetic {
 
@@ -109,21 +109,101 @@ std::string trim(const std::string& s) {
   return s.substr(a, b - a + 1);
 }
 
-// "-1,234.5" style decimal with optional thousands separators.
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+// "-1,234.5" style decimal with optional thousands separators: [+-] (d{1,3} (,ddd)+ | d*)
+// (.d+)?. Scanned by hand, not with std::regex, whose matcher recurses per character and
+// overflows the stack on long hostile input.
 std::optional<Rational> parse_decimal(const std::string& s) {
-  static const std::regex re(R"(^([+-]?)(\d{1,3}(?:,\d{3})+|\d*)(?:\.(\d+))?$)");
-  std::smatch m;
-  if (!std::regex_match(s, m, re)) return std::nullopt;
-  std::string whole = m[2].str(), frac = m[3].str();
-  if (whole.empty() && frac.empty()) return std::nullopt;
-  whole.erase(std::remove(whole.begin(), whole.end(), ','), whole.end());
+  size_t i = 0;
+  bool negative = false;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+  std::string whole, frac;
+  while (i < s.size() && digit(s[i])) whole += s[i++];
+  if (i < s.size() && s[i] == ',') {
+    if (whole.empty() || whole.size() > 3) return std::nullopt;
+    while (i < s.size() && s[i] == ',') {
+      // Exactly three digits after each comma.
+      if (i + 3 >= s.size() || !digit(s[i + 1]) || !digit(s[i + 2]) || !digit(s[i + 3]) ||
+          (i + 4 < s.size() && digit(s[i + 4]))) {
+        return std::nullopt;
+      }
+      whole.append(s, i + 1, 3);
+      i += 4;
+    }
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && digit(s[i])) frac += s[i++];
+    if (frac.empty()) return std::nullopt;
+  }
+  if (i != s.size() || (whole.empty() && frac.empty())) return std::nullopt;
   if (whole.size() + frac.size() > 18) return std::nullopt;
   int64_t n = 0;
   for (char c : whole + frac) n = n * 10 + (c - '0');
   int64_t den = 1;
   for (size_t i = 0; i < frac.size(); ++i) den *= 10;
   Rational r(n, den);
-  return m[1].str() == "-" ? -r : r;
+  return negative ? -r : r;
+}
+
+// `s` without its \text{...}, \mathrm{...} and \mbox{...} groups (no braces inside).
+std::string drop_text_groups(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    size_t open = std::string::npos;
+    for (const char* cmd : {"\\text{", "\\mathrm{", "\\mbox{"}) {
+      size_t n = std::char_traits<char>::length(cmd);
+      if (s.compare(i, n, cmd) == 0) open = i + n;
+    }
+    if (open != std::string::npos) {
+      size_t close = s.find_first_of("{}", open);
+      if (close != std::string::npos && s[close] == '}') {
+        i = close + 1;
+        continue;
+      }
+    }
+    out += s[i++];
+  }
+  return out;
+}
+
+// Deepest \frac inside \frac read (\frac{1}{\frac{1}{2}} is depth 2); deeper is not a number.
+constexpr int kMaxFracDepth = 8;
+
+// [sign] \frac{A}{B} (also \dfrac, \tfrac) at s[*pos], A and B each a decimal or such a
+// fraction; advances *pos past it. nullopt when that is not what is there.
+std::optional<Rational> parse_frac(const std::string& s, size_t* pos, int depth) {
+  if (depth > kMaxFracDepth) return std::nullopt;
+  size_t p = *pos;
+  bool negative = false;
+  if (p < s.size() && (s[p] == '-' || s[p] == '+')) negative = s[p++] == '-';
+  size_t cmd = s.compare(p, 5, "\\frac") == 0 ? 5
+               : (s.compare(p, 6, "\\dfrac") == 0 || s.compare(p, 6, "\\tfrac") == 0) ? 6
+                                                                                      : 0;
+  if (cmd == 0) return std::nullopt;
+  p += cmd;
+  std::optional<Rational> parts[2];
+  for (auto& part : parts) {
+    if (p >= s.size() || s[p] != '{') return std::nullopt;
+    ++p;
+    size_t inner = p;
+    part = parse_frac(s, &inner, depth + 1);
+    if (part) {
+      p = inner;
+    } else {
+      size_t close = s.find_first_of("{}", p);
+      if (close == std::string::npos || s[close] != '}') return std::nullopt;
+      part = parse_decimal(s.substr(p, close - p));
+      p = close;
+    }
+    if (!part || p >= s.size() || s[p] != '}') return std::nullopt;
+    ++p;
+  }
+  if (parts[1]->num() == 0) return std::nullopt;
+  Rational value = *parts[0] / *parts[1];
+  *pos = p;
+  return negative ? -value : value;
 }
 
 }  // namespace
@@ -131,8 +211,7 @@ std::optional<Rational> parse_decimal(const std::string& s) {
 std::optional<Rational> parse_number(const std::string& text) {
   std::string s = trim(text);
   // Strip LaTeX wrappers and units: $...$, \text{...}, \mathrm{...}, trailing period.
-  static const std::regex text_re(R"(\\(?:text|mathrm|mbox)\{[^{}]*\})");
-  s = std::regex_replace(s, text_re, "");
+  s = drop_text_groups(s);
   s.erase(std::remove(s.begin(), s.end(), '$'), s.end());
   s = trim(s);
   while (!s.empty() && (s.back() == '.' || s.back() == '!')) s.pop_back();
@@ -152,14 +231,11 @@ std::optional<Rational> parse_number(const std::string& text) {
     bool percent = s.back() == '%';
     if (percent) s.pop_back();
     std::optional<Rational> value;
-    static const std::regex frac_re(R"(^([+-]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$)");
-    std::smatch m;
     size_t slash = s.find('/');
-    if (std::regex_match(s, m, frac_re)) {
-      auto a = parse_decimal(m[2].str()), b = parse_decimal(m[3].str());
-      if (!a || !b || b->num() == 0) return std::nullopt;
-      value = *a / *b;
-      if (m[1].str() == "-") value = -*value;
+    if (s.find("frac") != std::string::npos) {
+      size_t pos = 0;
+      value = parse_frac(s, &pos, 1);
+      if (!value || pos != s.size()) return std::nullopt;
     } else if (slash != std::string::npos) {
       auto a = parse_decimal(s.substr(0, slash)), b = parse_decimal(s.substr(slash + 1));
       if (!a || !b || b->num() == 0) return std::nullopt;

@@ -49,7 +49,8 @@ class Rational {
 };
 
 // Parses a final answer as written by a person or a model: "42", "-7", "1,234", "0.5", "-.25",
-// "3/4", "\frac{3}{4}", "\dfrac{-3}{4}", "$12.50", "12%" (= 12/100), with surrounding spaces,
+// "3/4", "\frac{3}{4}", "\dfrac{-3}{4}", "\frac{1}{\frac{1}{2}}" (nested up to 8 deep), "$12.50",
+// "12%" (= 12/100), with surrounding spaces,
 // "\text{...}" units and a trailing period ignored. nullopt when it is not a number.
 std::optional<Rational> parse_number(const std::string& text);
 

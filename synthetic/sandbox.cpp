@@ -546,6 +546,16 @@ std::vector<RunResult> Sandbox::run_all(const std::vector<Program>& programs, in
   return results;
 }
 
+int64_t sandbox_memory_bytes(int64_t mb) {
+  const int64_t physical_mb =
+      static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) >> 20;
+  if (mb < 64 || mb > physical_mb) {
+    throw UsageError("--memory-mb must be in [64, " + std::to_string(physical_mb) +
+                     "] (this machine's memory in MiB), got " + std::to_string(mb));
+  }
+  return mb << 20;
+}
+
 void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn) {
   if (workers < 1) workers = 1;
   if (workers > 1024) workers = 1024;

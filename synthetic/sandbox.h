@@ -125,6 +125,10 @@ class Sandbox {
   mutable std::map<int, std::pair<int, int>> leases_;  // slot -> (uid, lock fd)
 };
 
+// Bytes for a --memory-mb value. Throws UsageError outside [64 MiB, this machine's physical
+// memory]: a larger limit is no limit, and past 2^43 MiB the byte count would overflow.
+int64_t sandbox_memory_bytes(int64_t mb);
+
 // Runs fn(i, worker) for i in [0, n) on `workers` threads (each worker has its own index, used
 // as the sandbox slot). Exceptions from fn are rethrown after all threads stop.
 void parallel_for(int64_t n, int workers, const std::function<void(int64_t, int)>& fn);

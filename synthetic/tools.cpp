@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/json_depth.h"
 #include "synthetic/calculator.h"
 #include "synthetic/math_check.h"
 
@@ -123,6 +124,13 @@ std::optional<ToolCall> parse_tool_call(const std::string& message) {
   body = trim(body);
   ToolCall call;
   if (!body.empty() && body[0] == '{') {  // JSON form {"name": ..., "parameters": {...}}
+    // Parameters are written back out (dump), which recurses: bound the nesting first.
+    try {
+      check_json_depth(body, Location{});
+    } catch (const InputError&) {
+      bad_call("a JSON tool call nested deeper than " + std::to_string(kMaxJsonDepth) +
+               " levels");
+    }
     auto j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j["name"].is_string()) {
       bad_call("a JSON tool call needs a string \"name\"");

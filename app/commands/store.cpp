@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -211,6 +212,8 @@ int cmd_import(const std::vector<std::string>& args) {
   opt.skip_bad = vm["skip-bad"].as<bool>();
   opt.on_skipped = [](const InputError& e) { std::cerr << "skipped: " << e.what() << "\n"; };
   const std::string file = vm["file"].as<std::string>();
+  // An unreadable input must not leave a new, empty store behind.
+  if (file != "-" && !std::ifstream(file)) throw IoError("cannot open " + file + " for reading");
   auto start = std::chrono::steady_clock::now();
   auto store = ds::Store::open(vm["store"].as<std::string>());
   Progress bar("import " + file, -1);

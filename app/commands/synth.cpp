@@ -30,9 +30,7 @@ synthetic::SandboxOptions sandbox_options(const po::variables_map& vm) {
   if (!(timeout > 0 && timeout <= 600)) throw UsageError("--timeout must be in (0, 600] seconds");
   s.limits.wall_seconds = timeout;
   s.limits.cpu_seconds = static_cast<int>(std::ceil(timeout));
-  int64_t mb = vm["memory-mb"].as<int64_t>();
-  if (mb < 64) throw UsageError("--memory-mb must be at least 64");
-  s.limits.memory_bytes = mb << 20;
+  s.limits.memory_bytes = synthetic::sandbox_memory_bytes(vm["memory-mb"].as<int64_t>());
   return s;
 }
 

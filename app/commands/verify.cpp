@@ -44,9 +44,7 @@ int run_verify_command(const std::vector<std::string>& args) {
   if (!(timeout > 0 && timeout <= 600)) throw UsageError("--timeout must be in (0, 600] seconds");
   o.sandbox.limits.wall_seconds = timeout;
   o.sandbox.limits.cpu_seconds = static_cast<int>(std::ceil(timeout));
-  int64_t mb = vm["memory-mb"].as<int64_t>();
-  if (mb < 64) throw UsageError("--memory-mb must be at least 64");
-  o.sandbox.limits.memory_bytes = mb << 20;
+  o.sandbox.limits.memory_bytes = synthetic::sandbox_memory_bytes(vm["memory-mb"].as<int64_t>());
   if (vm.count("docs")) o.docs_dir = vm["docs"].as<std::string>();
   o.check_steps = !vm.count("no-step-check");
   o.require_tool_use = vm.count("require-tool-use") > 0;

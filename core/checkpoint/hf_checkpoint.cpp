@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 #include "core/checkpoint/safetensors.h"
 
 namespace posttrain::core {
@@ -27,7 +28,9 @@ json read_json_file(const std::string& path) {
   if (!in) throw IoError("cannot open " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  const std::string text = ss.str();
+  check_json_depth(text, Location{path, 0, ""});
+  json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) throw InputError(Location{path, 0, ""}, "not valid JSON");
   return j;
 }

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 
 namespace posttrain::core {
 namespace {
@@ -115,6 +116,7 @@ SafetensorsHeader parse_safetensors_header(const char* bytes, uint64_t available
   }
   if (n > kMaxHeaderBytes) throw header_error(path, "", "header larger than 100 MiB");
   if (available < 8 + n) throw header_error(path, "", "header not fully available");
+  check_json_depth(bytes + 8, bytes + 8 + n, Location{path, 0, ""});
   json j = json::parse(bytes + 8, bytes + 8 + n, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw header_error(path, "", "header is not valid JSON");
   if (!j.is_object()) throw header_error(path, "", "header is not a JSON object");

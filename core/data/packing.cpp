@@ -45,6 +45,7 @@ MicroBatch collate_rows(const std::vector<TokenizedExample>& examples,
   auto mask_a = mask.accessor<int64_t, 2>();
   MicroBatch mb;
   mb.num_rows = B;
+  mb.rows_independent = true;  // each example, and so each target, lies in one row
   bool padded = false;
   for (int64_t b = 0; b < B; ++b) {
     int64_t t = 0, doc = 0;
@@ -56,7 +57,7 @@ MicroBatch collate_rows(const std::vector<TokenizedExample>& examples,
         pos_a[b][t] = static_cast<int64_t>(k);
         doc_a[b][t] = doc;
         mask_a[b][t] = 1;
-        mb.num_targets += ex.targets[k] != -100;
+        mb.num_terms += ex.targets[k] != -100;
       }
       ++doc;
     }

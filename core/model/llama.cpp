@@ -3,10 +3,11 @@
 // state dict. The math follows transformers' LlamaForCausalLM: RMSNorm computed in float32 and
 // cast back before the weight multiply, RoPE cos/sin computed in float32 then cast to the
 // activation dtype, rotate-half convention, SwiGLU MLP. Attention on CPU float32 is our causal
-// kernel (kernels/causal_attention.h: documents as per-token start indices, kv heads shared in
-// place); elsewhere at::scaled_dot_product_attention (is_causal when no mask is needed, else a
-// boolean [B, 1, T, T] mask that is causal, block-diagonal over documents and blind to padding
-// keys).
+// kernel (kernels/causal_attention.h: documents as per-token start indices, shared-prefix
+// segments as per-token spans, kv heads shared in place); elsewhere
+// at::scaled_dot_product_attention (is_causal when no mask is needed, else a boolean
+// [B, 1, T, T] mask that is causal, block-diagonal over documents, confined to segments and
+// blind to padding keys).
 #include "core/model/llama.h"
 
 #include <ATen/ATen.h>
@@ -14,12 +15,15 @@
 #include <torch/autograd.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "common/error.h"
+#include "core/model/attention_spans.h"
 #include "core/model/autocast_scope.h"
 #include "core/model/linear.h"
 #include "kernels/causal_attention.h"
@@ -116,8 +120,10 @@ at::Tensor inverse_frequencies(const LlamaConfig& c) {
 }
 
 // Per-token positions when the caller gave none: 0..T-1, or restarting at each new document
-// (the distance to the start of the token's run of equal document ids).
-at::Tensor default_positions(const ForwardInputs& in) {
+// (the distance to the start of the token's run of equal document ids), or with segments what
+// span_positions gives.
+at::Tensor default_positions(const ForwardInputs& in, const KeySpans& spans) {
+  if (spans.defined()) return span_positions(spans);
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   const auto opts = in.input_ids.options().dtype(at::kLong);
   auto pos = at::arange(T, opts).unsqueeze(0).expand({B, T});  // [B, T]
@@ -147,40 +153,62 @@ at::Tensor attention_mask_for(const ForwardInputs& in) {
 }
 
 // How attention is confined: a document start per token for our CPU kernel (undefined: plain
-// causal), or for ATen's attention a dense mask (undefined: plain causal).
+// causal; with segments also the prefix end and segment start), or for ATen's attention a dense
+// mask (undefined: plain causal).
 struct AttentionMasking {
   bool cpu_kernel = false;
-  at::Tensor doc_start;  // [B, T] int64, with cpu_kernel
-  at::Tensor mask;       // [B, 1, T, T] bool, without
+  at::Tensor doc_start;   // [B, T] int64, with cpu_kernel
+  at::Tensor prefix_end;  // [B, T] int64, with cpu_kernel and segments
+  at::Tensor seg_start;   // [B, T] int64, with cpu_kernel and segments
+  at::Tensor mask;        // [B, 1, T, T] bool, without
 };
+
+// Whether the attention mask marks padding that only trails (or no padding at all).
+bool padding_trails(const at::Tensor& attention_mask) {
+  if (!attention_mask.defined() || attention_mask.size(1) <= 1) return true;
+  const int64_t T = attention_mask.size(1);
+  const auto real = attention_mask.cpu().to(at::kBool);  // [B, T]
+  return real.narrow(1, 1, T - 1).le(real.narrow(1, 0, T - 1)).all().item<bool>();
+}
+
+// Shared-prefix rows: the spans go to our kernel as they are (padding sees itself only) when
+// padding trails, else into the dense mask.
+AttentionMasking segment_masking(const ForwardInputs& in, const KeySpans& spans, bool kernel,
+                                 at::Device dev) {
+  if (kernel && padding_trails(in.attention_mask)) {
+    return {true, spans.doc_start, spans.prefix_end, spans.seg_start, {}};
+  }
+  return {false, {}, {}, {}, span_mask(spans, in.attention_mask, dev)};
+}
 
 // Our CPU kernel for float32 outside autocast when the masking fits it: documents that are
 // contiguous runs (what packing writes) and padding only at the end of rows (what collation
 // writes). A padding token then starts a document of its own at itself, so it sees only itself,
 // as the dense mask has it; real tokens never see the later padding. Anything else, the mask.
-AttentionMasking attention_masking(const ForwardInputs& in, at::Device dev,
-                                   at::ScalarType dtype) {
-  if (!dev.is_cpu() || dtype != at::kFloat || at::autocast::is_autocast_enabled(at::kCPU) ||
-      !kernels::causal_attention_enabled()) {
-    return {false, {}, attention_mask_for(in)};
-  }
+AttentionMasking attention_masking(const ForwardInputs& in, const KeySpans& spans,
+                                   at::Device dev, at::ScalarType dtype) {
+  const bool kernel = dev.is_cpu() && dtype == at::kFloat &&
+                      !at::autocast::is_autocast_enabled(at::kCPU) &&
+                      kernels::causal_attention_enabled();
+  if (spans.defined()) return segment_masking(in, spans, kernel, dev);
+  if (!kernel) return {false, {}, {}, {}, attention_mask_for(in)};
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   at::Tensor start;
   if (in.document_ids.defined()) {
     start = kernels::document_starts(in.document_ids.cpu());
-    if (!start.defined()) return {false, {}, attention_mask_for(in)};
+    if (!start.defined()) return {false, {}, {}, {}, attention_mask_for(in)};
   }
   if (in.attention_mask.defined() && T > 1) {
     const auto real = in.attention_mask.cpu().to(at::kBool);  // [B, T]
     if (!real.all().item<bool>()) {
       const bool trailing =
           real.narrow(1, 1, T - 1).le(real.narrow(1, 0, T - 1)).all().item<bool>();
-      if (!trailing) return {false, {}, attention_mask_for(in)};
+      if (!trailing) return {false, {}, {}, {}, attention_mask_for(in)};
       const auto pos = at::arange(T, at::kLong).unsqueeze(0).expand({B, T});  // [B, T]
       start = at::where(real, start.defined() ? start : at::zeros({B, T}, at::kLong), pos);
     }
   }
-  return {true, start, {}};
+  return {true, start, {}, {}, {}};
 }
 
 struct Rope {
@@ -198,8 +226,11 @@ at::Tensor attention_block(const AttentionImpl& a, const LlamaConfig& c, const a
   auto k = kernels::apply_rope(qkv[1].view({B, T, nkv, hd}), rope.cos, rope.sin);  // [B,T,nkv,hd]
   auto v = qkv[2].view({B, T, nkv, hd});                                          // [B,T,nkv,hd]
   if (masking.cpu_kernel) {
-    const auto out = kernels::causal_attention(q, k, v, masking.doc_start,
-                                               1.0 / std::sqrt(static_cast<double>(hd)));
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    const auto out = masking.prefix_end.defined()
+                         ? kernels::causal_attention(q, k, v, masking.doc_start,
+                                                     masking.prefix_end, masking.seg_start, scale)
+                         : kernels::causal_attention(q, k, v, masking.doc_start, scale);
     return core::linear(out.view({B, T, nh * hd}), a.o_proj->weight);
   }
   const auto& mask = masking.mask;
@@ -335,10 +366,12 @@ void check_inputs(const ForwardInputs& in, const LlamaConfig& c) {
   if (!ids.defined() || ids.dim() != 2 || ids.scalar_type() != at::kLong) {
     throw UsageError("model input_ids must be an int64 tensor [B, T]");
   }
-  for (const auto* t : {&in.position_ids, &in.document_ids, &in.attention_mask}) {
+  for (const auto* t :
+       {&in.position_ids, &in.document_ids, &in.attention_mask, &in.segment_ids}) {
     if (t->defined() && t->sizes() != ids.sizes()) {
       throw UsageError(
-          "position_ids/document_ids/attention_mask must have input_ids' shape [B, T]");
+          "position_ids/document_ids/attention_mask/segment_ids must have input_ids' shape "
+          "[B, T]");
     }
   }
   if (ids.numel() > 0) {
@@ -407,13 +440,18 @@ at::Tensor LlamaModelImpl::hidden_states(const ForwardInputs& in) {
   // RoPE tables in float32, then cast to the activation dtype as transformers does; under
   // autocast that is the autocast dtype, so q and k stay in bf16 through the rotation.
   const auto rope_dtype = active_autocast_dtype(dev.type()).value_or(dtype);
-  const auto pos = (in.position_ids.defined() ? in.position_ids : default_positions(in))
-                       .to(dev)
-                       .to(at::kFloat);                                              // [B, T]
+  // Shared-prefix rows: spans checked and computed once for the positions and every layer.
+  const KeySpans spans = in.segment_ids.defined()
+                             ? segment_spans(in.segment_ids, in.document_ids, in.attention_mask)
+                             : KeySpans{};
+  const auto pos =
+      (in.position_ids.defined() ? in.position_ids : default_positions(in, spans))
+          .to(dev)
+          .to(at::kFloat);  // [B, T]
   const auto freqs = pos.unsqueeze(-1) * parts_->inv_freq.to(dev).view({1, 1, -1});  // [B,T,hd/2]
   const auto emb = at::cat({freqs, freqs}, -1);                                      // [B, T, hd]
   const Rope rope{emb.cos().to(rope_dtype), emb.sin().to(rope_dtype)};
-  const auto masking = attention_masking(in, dev, dtype);
+  const auto masking = attention_masking(in, spans, dev, dtype);
 
   const bool checkpoint = activation_checkpointing_ && at::GradMode::is_enabled();
   // Each layer returns its output as residual x and branch (their sum unformed): the next
@@ -460,12 +498,16 @@ at::Tensor LlamaModelImpl::lm_logits(const at::Tensor& hidden) {
   return at::linear(hidden, lm_head_weight());
 }
 
-at::Tensor LlamaModelImpl::rewards(const ForwardInputs& in) {
+at::Tensor LlamaModelImpl::token_rewards(const ForwardInputs& in) {
   if (config_.kind != ModelKind::kRewardModel) {
-    throw UsageError("rewards() needs a reward model (LlamaForSequenceClassification)");
+    throw UsageError("rewards need a reward model (LlamaForSequenceClassification)");
   }
-  const auto hidden = hidden_states(in);                                      // [B, T, H]
-  const auto scores = core::linear(hidden, parts_->score->weight).squeeze(-1);  // [B, T]
+  const auto hidden = hidden_states(in);                                    // [B, T, H]
+  return core::linear(hidden, parts_->score->weight).squeeze(-1).to(at::kFloat);  // [B, T]
+}
+
+at::Tensor LlamaModelImpl::rewards(const ForwardInputs& in) {
+  const auto scores = token_rewards(in);  // [B, T]
   const int64_t T = in.input_ids.size(1);
   const auto dev = scores.device();
   const auto idx = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
@@ -474,12 +516,67 @@ at::Tensor LlamaModelImpl::rewards(const ForwardInputs& in) {
                         ? in.attention_mask.to(dev).to(at::kBool)
                         : in.input_ids.to(dev).ne(config_.pad_token_id.value_or(-1));
   const auto last = (idx.unsqueeze(0) * real.to(at::kLong)).argmax(1);  // [B]
-  return scores.gather(1, last.unsqueeze(1)).squeeze(1).to(at::kFloat);
+  return scores.gather(1, last.unsqueeze(1)).squeeze(1);
+}
+
+at::Tensor LlamaModelImpl::rewards_at(const ForwardInputs& in, const at::Tensor& last) {
+  const int64_t T = in.input_ids.size(1);
+  if (!last.defined() || last.dim() != 2 || last.size(0) != in.input_ids.size(0)) {
+    throw UsageError("rewards_at: token indices must be [B, K]");
+  }
+  const auto idx = last.to(at::kLong);
+  if (idx.numel() > 0 && (idx.min().item<int64_t>() < -1 || idx.max().item<int64_t>() >= T)) {
+    throw UsageError("rewards_at: token indices must lie in [-1, T)");
+  }
+  const auto scores = token_rewards(in);  // [B, T]
+  const auto i = idx.to(scores.device());
+  const auto picked = scores.gather(1, i.clamp_min(0));  // [B, K]
+  return picked.masked_fill(i.lt(0), 0.0);
+}
+
+at::Tensor LlamaModelImpl::segment_rewards(const ForwardInputs& in) {
+  if (!in.segment_ids.defined()) throw UsageError("segment_rewards: no segment_ids given");
+  return rewards_at(in, segment_last_tokens(in.segment_ids, in.document_ids, in.attention_mask));
 }
 
 at::Tensor LlamaModelImpl::forward(const ForwardInputs& in) {
   if (config_.kind == ModelKind::kRewardModel) return rewards(in);
   return lm_logits(hidden_states(in));
+}
+
+at::Tensor segment_last_tokens(const at::Tensor& segment_ids, const at::Tensor& document_ids,
+                               const at::Tensor& attention_mask) {
+  if (!segment_ids.defined() || segment_ids.dim() != 2) {
+    throw UsageError("segment_last_tokens: segment_ids must be [B, T]");
+  }
+  const int64_t B = segment_ids.size(0), T = segment_ids.size(1);
+  const auto seg = segment_ids.cpu().to(at::kLong).contiguous();
+  const auto doc = document_ids.defined() ? document_ids.cpu().to(at::kLong).contiguous()
+                                          : at::zeros({B, T}, at::kLong);
+  const auto real = attention_mask.defined()
+                        ? attention_mask.cpu().to(at::kLong).contiguous()
+                        : at::ones({B, T}, at::kLong);
+  const int64_t *s = seg.data_ptr<int64_t>(), *d = doc.data_ptr<int64_t>(),
+                *r = real.data_ptr<int64_t>();
+  // A token ends its segment when it is a real segment token and the next token is not a real
+  // token of the same segment and document.
+  std::vector<std::vector<int64_t>> ends(B);
+  size_t K = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t i = b * T + t;
+      if (!r[i] || s[i] < 1) continue;
+      const bool last = t + 1 == T || !r[i + 1] || s[i + 1] != s[i] || d[i + 1] != d[i];
+      if (last) ends[b].push_back(t);
+    }
+    K = std::max(K, ends[b].size());
+  }
+  auto out = at::full({B, static_cast<int64_t>(K)}, -1, at::kLong);  // [B, K]
+  auto a = out.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (size_t k = 0; k < ends[b].size(); ++k) a[b][k] = ends[b][k];
+  }
+  return out.to(segment_ids.device());
 }
 
 }  // namespace posttrain::core

@@ -30,6 +30,16 @@ struct ForwardInputs {
   at::Tensor document_ids;
   // [B, T] bool/int, 1 = real token, 0 = padding (right padding). Undefined = all real.
   at::Tensor attention_mask;
+  // [B, T] int64 shared-prefix segments (core/model/attention_spans.h); undefined = none.
+  // 0 = the shared prefix of its document, s >= 1 = segment s of that document. A token of
+  // segment s >= 1 attends to its document's prefix tokens and to its own segment's tokens up to
+  // itself; prefix tokens attend causally within the prefix. The prefix comes first in its
+  // document and each segment is one contiguous run (UsageError otherwise). Without
+  // position_ids, segment tokens continue the prefix's positions (each segment from the same
+  // position): the layout core/data/shared_prefix.h writes, which also gives positions.
+  // (The initializer keeps four-field brace initialisations, written before this field,
+  // free of -Wmissing-field-initializers.)
+  at::Tensor segment_ids = {};
 };
 
 class LlamaModelImpl : public torch::nn::Module {
@@ -53,8 +63,17 @@ class LlamaModelImpl : public torch::nn::Module {
   // Causal LM: logits [B, T, vocab]. Reward model: rewards [B] (float32) at each row's last
   // non-pad token (per attention_mask, or per pad_token_id when no mask is given).
   at::Tensor forward(const ForwardInputs& in);
-  // Reward model only: [B] float32 rewards, see forward().
+  // Reward model only: [B] float32 rewards, see forward(). With segment_ids this is still the
+  // row's last real token; per-segment rewards are rewards_at / segment_rewards.
   at::Tensor rewards(const ForwardInputs& in);
+  // Reward model only: the score head at every token, [B, T] float32 (differentiable).
+  at::Tensor token_rewards(const ForwardInputs& in);
+  // Reward model only: [B, K] float32 rewards read at token indices `last` [B, K] int64 (-1 =
+  // none: 0 there), e.g. each segment's last token (segment_last_tokens).
+  at::Tensor rewards_at(const ForwardInputs& in, const at::Tensor& last);
+  // Reward model only: the reward of every segment (s >= 1) of every row, [B, K] float32 with K
+  // the most segments in a row, in row order (-1 positions of segment_last_tokens give 0).
+  at::Tensor segment_rewards(const ForwardInputs& in);
 
   // The head weight mapping hidden -> vocab, [vocab, hidden] (the embedding when tied).
   // Throws UsageError on a reward model.
@@ -75,5 +94,12 @@ class LlamaModelImpl : public torch::nn::Module {
   std::shared_ptr<Parts> parts_;
 };
 TORCH_MODULE(LlamaModel);
+
+// The last token of every segment (segment id >= 1) of each row, in row order: [B, K] int64 on
+// segment_ids' device, K the most segments in one row, -1 after a row's last segment. Padding
+// (attention_mask 0) belongs to no segment; document_ids separate segments of equal id in
+// neighbouring documents (both may be undefined).
+at::Tensor segment_last_tokens(const at::Tensor& segment_ids, const at::Tensor& document_ids,
+                               const at::Tensor& attention_mask);
 
 }  // namespace posttrain::core

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 
 namespace posttrain::core {
 namespace {
@@ -219,7 +220,9 @@ LlamaConfig LlamaConfig::load(const std::string& path) {
   if (!in) throw IoError("cannot open " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  const std::string text = ss.str();
+  check_json_depth(text, Location{path, 0, ""});
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw InputError(Location{path, 0, ""}, "config.json is not valid JSON");
   return from_json(j, path);
 }

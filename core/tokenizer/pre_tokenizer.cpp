@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.h"
 #include "core/tokenizer/unicode.h"
 
 namespace posttrain::core {
@@ -362,6 +363,12 @@ PreTokenizer& PreTokenizer::operator=(PreTokenizer&&) noexcept = default;
 
 PreTokenizer PreTokenizer::from_json(const json& spec, const Location& where) {
   PreTokenizer result;
+  // parse_step recurses once per Sequence level: bound the nesting (tokenizer.json is already
+  // bounded when read, but a spec can also be built in code).
+  if (json_depth(spec) > kMaxJsonDepth) {
+    throw InputError({where.file, where.line, "pre_tokenizer"},
+                     "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
   if (!spec.is_null()) parse_step(spec, where, "pre_tokenizer", &result.steps_);
   return result;
 }

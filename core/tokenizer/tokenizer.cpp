@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 #include "common/sha256.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer_impl.h"
@@ -55,8 +56,10 @@ json read_json_file(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   if (in.bad()) throw IoError("cannot read " + path);
+  const std::string text = buffer.str();
+  check_json_depth(text, {path, 0, ""});
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::parse_error& e) {
     throw InputError({path, 0, ""}, std::string("malformed JSON: ") + e.what());
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/json_depth.h"
 #include "common/jsonl.h"
 #include "core/tokenizer/unicode.h"
 
@@ -82,6 +83,13 @@ TokenizerImpl::TokenizerImpl(json document, const std::string& src)
   for (const char* key : {"truncation", "padding"}) {
     if (doc.contains(key) && !doc[key].is_null()) {
       throw InputError({source, 0, key}, std::string(key) + " is not supported (must be null)");
+    }
+  }
+  // The normalizer and post-processor parsers recurse once per Sequence level.
+  for (const char* key : {"normalizer", "post_processor"}) {
+    if (doc.contains(key) && json_depth(doc[key]) > kMaxJsonDepth) {
+      throw InputError({source, 0, key},
+                       "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     }
   }
   if (!doc.contains("model")) throw InputError({source, 0, "model"}, "missing model");

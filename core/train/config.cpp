@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/json_depth.h"
 
 namespace posttrain::core {
 
@@ -188,12 +189,7 @@ nlohmann::json ConfigSchema::load(const std::string& path,
   if (!in) throw IoError("cannot open config " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str(), nullptr, true, /*ignore_comments=*/true);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(Location{path, 0, ""}, std::string("not valid JSON (") + e.what() + ")");
-  }
+  nlohmann::json j = parse_json(ss.str(), Location{path, 0, ""}, /*ignore_comments=*/true);
   return resolve(j, overrides, path);
 }
 

@@ -1,5 +1,6 @@
 // OUT/metrics.jsonl: one JSON object per line, appended as training goes. Step lines carry
-// step, loss, lr, grad_norm, tokens_per_s (and mfu on GPU); eval lines carry step and eval_loss.
+// step, loss, lr, grad_norm, tokens_per_s (and mfu on GPU) and the loss's metrics by name; eval
+// lines carry step, eval_loss and eval_<metric>.
 // On resume from step S the writer first drops lines of steps after S, so the file reads as if
 // the run had never stopped.
 #pragma once

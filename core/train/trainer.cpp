@@ -22,6 +22,7 @@
 #include "core/model/autocast_scope.h"
 #include "core/train/cpu_parallel.h"
 #include "core/train/fused_adamw.h"
+#include "core/train/loss_sums.h"
 #include "core/train/metrics.h"
 #include "core/train/trainer_state.h"
 
@@ -44,7 +45,8 @@ double train_flops_per_token(const LlamaConfig& c, int64_t seq_len) {
   const double h = c.hidden_size, hd = c.resolved_head_dim();
   const double attn = h * hd * (2.0 * c.num_attention_heads + 2.0 * c.num_key_value_heads);
   const double mlp = 3.0 * h * c.intermediate_size;
-  const double head = h * c.vocab_size;  // the LM head (tied or not) is a matmul per token
+  // The LM head (tied or not) is a matmul per token; a reward model's score head has 1 output.
+  const double head = h * (c.kind == ModelKind::kRewardModel ? 1.0 : c.vocab_size);
   const double matmul_params = c.num_hidden_layers * (attn + mlp) + head;
   // Scores and weighted values: 2 matmuls of T x hd per head per token, half of them masked.
   const double attention = 12.0 * c.num_hidden_layers * c.num_attention_heads * hd * seq_len / 2;
@@ -79,6 +81,11 @@ struct Trainer::Impl {
   int rank = 0, world = 1;
   double flops_per_token = 0;
   int64_t last_tokens = 0, last_rows = 0;  // this rank's real tokens / rows in the last step
+  LossNorms step_norms;                    // the current step's N and C_k over all ranks
+  std::unique_ptr<LossSums> step_sums;     // its loss sums (this rank's, then all ranks')
+  std::map<std::string, double> last_metrics;
+  // Whether the ranks' count keys / loss names were checked to agree (once each).
+  bool counts_checked = false, names_checked = false, eval_names_checked = false;
   int64_t param_bytes = 0;                 // of all parameters (bounds the row slices' memory)
 };
 
@@ -197,23 +204,87 @@ std::vector<RowRef> Trainer::rows_of_step(int64_t step) {
   return out;
 }
 
-double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) {
+namespace {
+
+// Throws unless every rank passes the same `signature` (a collective; run once per kind).
+void check_same_on_ranks(DataParallel& dp, const std::string& signature, const std::string& what) {
+  // 52 bits of the hash: exact in a double, so max(h) == h == -max(-h) only when all agree.
+  const double h = static_cast<double>(std::hash<std::string>{}(signature) >> 12);
+  if (dp.all_reduce_max(h) != h || dp.all_reduce_max(-h) != -h) {
+    throw Error(what + " differ across ranks (this rank: " + signature + ")");
+  }
+}
+
+// `values` summed over the ranks of `dp` in one collective.
+std::vector<double> sum_over_ranks(DataParallel& dp, const std::vector<double>& values) {
+  at::Tensor t = at::tensor(values, at::kDouble).to(dp.device());  // [n]
+  dp.all_reduce_sum_({t});
+  t = t.cpu().contiguous();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+std::string count_keys(const LossNorms& norms) {
+  std::string s;
+  for (const auto& [k, n] : norms.counts) s += k + ",";
+  return s;
+}
+
+// Refuses to split `mb` by row unless it follows the row-split rule of batch.h.
+void check_row_splittable(const MicroBatch& mb) {
+  if (!mb.rows_independent) {
+    throw UsageError(
+        "the stage declared its rows independent (Trainer::set_rows_independent) but a "
+        "micro-batch says its rows are not (MicroBatch::rows_independent): refusing to split it");
+  }
+  for (const auto& [name, t] : mb.tensors) {
+    if (t.dim() > 0 && t.size(0) != mb.num_rows) {
+      throw UsageError("micro-batch tensor '" + name + "' has " + std::to_string(t.size(0)) +
+                       " entries in dim 0 for " + std::to_string(mb.num_rows) +
+                       " rows: it cannot be split by row (see core/train/batch.h)");
+    }
+  }
+}
+
+}  // namespace
+
+void Trainer::reduce_over_ranks(LossSums* sums, bool* checked) {
+  if (!dp_) return;
+  if (!*checked) {
+    check_same_on_ranks(*dp_, sums->signature(), "the loss's extra sums and metrics");
+    *checked = true;
+  }
+  sums->unpack(sum_over_ranks(*dp_, sums->pack()));
+}
+
+double Trainer::accumulate_gradients(int64_t step, int64_t* global_terms_out) {
   const auto rows = rows_of_step(step);
   const int64_t mbs = options_.micro_batch_size;
   std::vector<MicroBatch> micro;
-  int64_t local_targets = 0, local_tokens = 0;
+  LossNorms norms;
+  int64_t local_tokens = 0;
   for (int64_t k = 0; k < options_.grad_accum_steps; ++k) {
     std::vector<RowRef> part(rows.begin() + k * mbs, rows.begin() + (k + 1) * mbs);
     micro.push_back(train_->collate(part));
-    local_targets += micro.back().num_targets;
+    if (rows_independent_) check_row_splittable(micro.back());
+    if (k > 0 && micro.back().counts.size() != micro.front().counts.size()) {
+      throw Error("micro-batches of step " + std::to_string(step + 1) +
+                  " carry different count keys (see core/train/batch.h)");
+    }
+    norms.add(micro.back());
     local_tokens += micro.back().num_tokens;
   }
-  int64_t global_targets = dp_ ? dp_->all_reduce_sum(local_targets) : local_targets;
-  if (global_targets == 0) throw Error("optimizer step " + std::to_string(step + 1) +
-                                       " has no target tokens on any rank");
-  *global_targets_out = global_targets;
-  const double denom = static_cast<double>(global_targets);
-  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(impl_->device));
+  if (dp_) {
+    if (!impl_->counts_checked) {
+      check_same_on_ranks(*dp_, count_keys(norms), "the micro-batches' count keys");
+      impl_->counts_checked = true;
+    }
+    norms.unpack(sum_over_ranks(*dp_, norms.pack()));
+  }
+  if (norms.terms <= 0) throw Error("optimizer step " + std::to_string(step + 1) +
+                                    " has no loss terms on any rank");
+  *global_terms_out = static_cast<int64_t>(norms.terms);
+  impl_->step_norms = norms;
+  impl_->step_sums = std::make_unique<LossSums>();
   // Row slices (see set_rows_independent) when every thread gets at least one row and the
   // slices' own gradients fit kRowSplitMaxExtraBytes; else the ops split themselves.
   const int64_t threads = coarse_threads();
@@ -221,52 +292,56 @@ double Trainer::accumulate_gradients(int64_t step, int64_t* global_targets_out) 
                          (threads - 1) * impl_->param_bytes <= kRowSplitMaxExtraBytes;
   for (auto& mb_cpu : micro) {
     if (row_split && mb_cpu.num_rows >= threads) {
-      loss_sum += row_split_backward(mb_cpu, threads, denom);
+      row_split_backward(mb_cpu, threads);
       continue;
     }
     MicroBatch mb = to_device(std::move(mb_cpu), impl_->device);
-    at::Tensor sum;
+    LossOutput out;
     {
       AutocastScope autocast(impl_->device.type(), impl_->autocast);
-      sum = loss_(model_, mb);  // scalar
+      out = loss_(model_, mb);
     }
-    (sum.to(at::kFloat) / denom).backward();
-    loss_sum += sum.detach().to(at::kDouble);
+    scaled_loss(out, norms).backward();
+    impl_->step_sums->add(out);
   }
   impl_->last_tokens = local_tokens;
   impl_->last_rows = static_cast<int64_t>(rows.size());
-  return loss_sum.item<double>();
+  return impl_->step_sums->main_sum();
 }
 
-at::Tensor Trainer::row_split_backward(const MicroBatch& mb, int64_t parts, double denom) {
-  // Slices of whole rows, one per thread: rows are independent, so the micro-batch's loss sum and
+void Trainer::row_split_backward(const MicroBatch& mb, int64_t parts) {
+  // Slices of whole rows, one per thread: rows are independent, so the micro-batch's loss sums and
   // gradient are the sums of the slices' (up to float rounding order).
   const std::vector<int64_t> bounds = balanced_runs(std::vector<int64_t>(mb.num_rows, 1), parts);
   const int64_t n = static_cast<int64_t>(bounds.size()) - 1;
   const auto& params = impl_->params;
+  const LossNorms& norms = impl_->step_norms;
   // Slice 0 accumulates into .grad as the unsplit path does; the others' gradients are kept
   // apart ([slice][param], undefined when unused) and added afterwards in slice order, so the
   // result does not depend on which thread finishes first.
   std::vector<std::vector<at::Tensor>> grads(n);
-  std::vector<at::Tensor> sums(n);
+  std::vector<LossOutput> outs(n);
   std::vector<int64_t> slices(n + 1);  // run r of `slices` is slice r
   for (int64_t r = 0; r <= n; ++r) slices[r] = r;
   for_each_run(slices, [&](int64_t r, int64_t) {
     const int64_t b0 = bounds[r], rows = bounds[r + 1] - b0;
     MicroBatch part;
     part.num_rows = rows;
+    part.rows_independent = true;
     for (const auto& [name, t] : mb.tensors) {
-      part.tensors[name] = t.dim() > 0 && t.size(0) == mb.num_rows ? t.narrow(0, b0, rows) : t;
+      part.tensors[name] = t.dim() > 0 ? t.narrow(0, b0, rows) : t;
     }
-    const at::Tensor sum = loss_(model_, part);  // scalar
-    const at::Tensor scaled = sum.to(at::kFloat) / denom;
+    LossOutput out = loss_(model_, part);
+    const at::Tensor scaled = scaled_loss(out, norms);
     if (r == 0) {
       scaled.backward();
     } else {
       grads[r] = torch::autograd::grad({scaled}, params, {}, /*retain_graph=*/false,
                                        /*create_graph=*/false, /*allow_unused=*/true);
     }
-    sums[r] = sum.detach().to(at::kDouble);
+    out.sum = out.sum.detach();
+    for (auto& [k, t] : out.extra_sums) t = t.detach();
+    outs[r] = std::move(out);
   });
   std::vector<int64_t> sizes;
   for (const auto& p : params) sizes.push_back(p.numel());
@@ -284,9 +359,7 @@ at::Tensor Trainer::row_split_backward(const MicroBatch& mb, int64_t parts, doub
       }
     }
   });
-  at::Tensor total = sums[0];
-  for (int64_t r = 1; r < n; ++r) total = total + sums[r];
-  return total;
+  for (const auto& out : outs) impl_->step_sums->add(out);
 }
 
 std::pair<double, double> Trainer::train_step(int64_t step) {
@@ -295,11 +368,11 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
   for (auto& g : impl_->optimizer->param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   }
-  int64_t global_targets = 0;
-  double loss_total = accumulate_gradients(step, &global_targets);
-  const double denom = static_cast<double>(global_targets);
+  int64_t global_terms = 0;
+  accumulate_gradients(step, &global_terms);
+  LossSums& sums = *impl_->step_sums;
   if (dp_) {
-    loss_total = dp_->all_reduce_sum(loss_total);
+    reduce_over_ranks(&sums, &impl_->names_checked);
     dp_->all_reduce_gradients(impl_->params);
   }
   // Global gradient norm and clipping as torch.nn.utils.clip_grad_norm_ (scale by
@@ -337,31 +410,51 @@ std::pair<double, double> Trainer::train_step(int64_t step) {
   // Every parameter's gradient, not only the optimizer's (under ZeRO-1 it holds a shard).
   for (auto& p : impl_->params) p.mutable_grad() = at::Tensor();
   const double grad_norm = total.defined() ? total.item<double>() : 0.0;
-  return {loss_total / denom, grad_norm};
+  impl_->last_metrics = sums.metrics(impl_->step_norms);
+  return {sums.loss(impl_->step_norms), grad_norm};
 }
 
-double Trainer::evaluate() {
-  if (!eval_) return std::numeric_limits<double>::quiet_NaN();
+const std::map<std::string, double>& Trainer::last_metrics() const { return impl_->last_metrics; }
+
+LossReport Trainer::evaluate_report() {
+  LossReport report;
+  report.loss = std::numeric_limits<double>::quiet_NaN();
+  if (!eval_) return report;
   const int64_t n = eval_->num_rows(0);
   auto [begin, end] = shard_range(n, impl_->rank, impl_->world);
+  // A rank without eval rows (fewer rows than ranks) runs row 0 at weight 0 so that it learns
+  // the loss's names and joins the cross-rank sum with zeros.
+  const bool idle = begin == end && n > 0;
+  if (idle) {
+    begin = 0;
+    end = 1;
+  }
   at::NoGradGuard no_grad;
   model_->eval();
-  double sum = 0;
-  int64_t terms = 0;
+  LossNorms norms;
+  LossSums sums;
   for (int64_t i = begin; i < end; i += options_.micro_batch_size) {
     std::vector<RowRef> part;
     for (int64_t r = i; r < std::min(end, i + options_.micro_batch_size); ++r) part.push_back({0, r});
     MicroBatch mb = to_device(eval_->collate(part), impl_->device);
     AutocastScope autocast(impl_->device.type(), impl_->autocast);
-    sum += loss_(model_, mb).item<double>();
-    terms += mb.num_targets;
+    sums.add(loss_(model_, mb), idle ? 0.0 : 1.0);
+    if (idle) {
+      for (const auto& [k, c] : mb.counts) norms.counts[k] += 0;  // the keys only
+    } else {
+      norms.add(mb);
+    }
   }
   model_->train();
   if (dp_) {
-    sum = dp_->all_reduce_sum(sum);
-    terms = dp_->all_reduce_sum(terms);
+    if (n == 0) return report;  // every rank has none
+    norms.unpack(sum_over_ranks(*dp_, norms.pack()));
+    reduce_over_ranks(&sums, &impl_->eval_names_checked);
   }
-  return terms > 0 ? sum / static_cast<double>(terms) : std::numeric_limits<double>::quiet_NaN();
+  if (norms.terms <= 0) return report;
+  report.loss = sums.loss(norms);
+  report.metrics = sums.metrics(norms);
+  return report;
 }
 
 void Trainer::log_line(const nlohmann::json& line) {
@@ -411,6 +504,15 @@ OptimizerMoments gather_sharded_moments(ZeroShard& zero, DataParallel& dp,
     out.tensors.emplace_back(names[i] + ".exp_avg_sq", all_avg_sq[i]);
   }
   return out;
+}
+
+// {"step", "eval_loss", "eval_<metric>"...}; records the report in *result.
+nlohmann::json eval_line(int64_t step, const LossReport& report, TrainResult* result) {
+  result->last_eval_loss = report.loss;
+  result->last_eval_metrics = report.metrics;
+  nlohmann::json line = {{"step", step}, {"eval_loss", report.loss}};
+  for (const auto& [name, value] : report.metrics) line["eval_" + name] = value;
+  return line;
 }
 
 }  // namespace
@@ -502,6 +604,7 @@ TrainResult Trainer::run() {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.last_loss = loss;
+    result.last_metrics = impl_->last_metrics;
     const int64_t done = step + 1;
     if (!std::isfinite(loss)) {
       throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(done) +
@@ -515,6 +618,7 @@ TrainResult Trainer::run() {
                              {"lr", impl_->schedule.lr_at(step)},
                              {"grad_norm", grad_norm},
                              {"tokens_per_s", secs > 0 ? tokens / secs : 0.0}};
+      for (const auto& [name, value] : impl_->last_metrics) line[name] = value;
       if (gpu) {
         const double seq = impl_->last_rows > 0 ? double(impl_->last_tokens) / impl_->last_rows : 1;
         const double fpt = train_flops_per_token(model_->config(), static_cast<int64_t>(seq));
@@ -527,9 +631,7 @@ TrainResult Trainer::run() {
     std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, impl_->schedule.lr_at(step));
     bar.update(done, extra);
     if (eval_ && options_.eval_every > 0 && done % options_.eval_every == 0 && done < total) {
-      const double el = evaluate();
-      result.last_eval_loss = el;
-      nlohmann::json line = {{"step", done}, {"eval_loss", el}};
+      nlohmann::json line = eval_line(done, evaluate_report(), &result);
       log_line(line);
       if (main && !tty) std::cout << line.dump() << std::endl;
     }
@@ -539,9 +641,7 @@ TrainResult Trainer::run() {
   }
   bar.finish();
   if (eval_) {
-    const double el = evaluate();
-    result.last_eval_loss = el;
-    nlohmann::json line = {{"step", total}, {"eval_loss", el}};
+    nlohmann::json line = eval_line(total, evaluate_report(), &result);
     if (start < total) log_line(line);
     if (main) std::cout << line.dump() << std::endl;
   }

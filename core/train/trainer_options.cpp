@@ -33,7 +33,7 @@ std::string zero_stage(const nlohmann::json& v) {
 
 }  // namespace
 
-void add_trainer_keys(ConfigSchema* s) {
+void add_trainer_keys(ConfigSchema* s, ModelKind kind) {
   using T = ConfigType;
   s->add({"optimizer", "lr", T::kFloat, 1e-5, false, {}, "peak learning rate of AdamW", positive});
   s->add({"optimizer", "beta1", T::kFloat, 0.9, false, {}, "AdamW beta1", unit_interval});
@@ -75,13 +75,15 @@ void add_trainer_keys(ConfigSchema* s) {
           non_negative});
   s->add({"training", "log_every", T::kInt, 1, false, {},
           "optimizer steps between metrics.jsonl lines", positive});
-  s->add({"training", "logprob_chunk", T::kInt, 4096, false, {},
-          "tokens per chunk of the vocabulary projection in the loss (bounds logits memory)",
-          positive});
-  s->add({"training", "keep_logits_mb", T::kInt, 4096, false, {},
-          "keep the head's logits of a micro-batch for backward when they fit this many MiB "
-          "(one big matmul each way); above it, backward recomputes them chunk by chunk",
-          non_negative});
+  if (kind == ModelKind::kCausalLM) {
+    s->add({"training", "logprob_chunk", T::kInt, 4096, false, {},
+            "tokens per chunk of the vocabulary projection in the loss (bounds logits memory)",
+            positive});
+    s->add({"training", "keep_logits_mb", T::kInt, 4096, false, {},
+            "keep the head's logits of a micro-batch for backward when they fit this many MiB "
+            "(one big matmul each way); above it, backward recomputes them chunk by chunk",
+            non_negative});
+  }
   s->add({"training", "peak_tflops", T::kFloat, 0.0, false, {},
           "device peak for MFU on GPU; 0 = 989 (H100 SXM bf16 dense)", non_negative});
   s->add({"training", "threads", T::kInt, 0, false, {},
@@ -130,8 +132,8 @@ TrainerOptions trainer_options_from_config(const nlohmann::json& c) {
   o.activation_checkpointing = tr.at("activation_checkpointing").get<bool>();
   o.eval_every = tr.at("eval_every").get<int64_t>();
   o.log_every = tr.at("log_every").get<int64_t>();
-  o.logprob_chunk = tr.at("logprob_chunk").get<int64_t>();
-  o.keep_logits_mb = tr.at("keep_logits_mb").get<int64_t>();
+  if (tr.contains("logprob_chunk")) o.logprob_chunk = tr.at("logprob_chunk").get<int64_t>();
+  if (tr.contains("keep_logits_mb")) o.keep_logits_mb = tr.at("keep_logits_mb").get<int64_t>();
   o.peak_tflops = tr.at("peak_tflops").get<double>();
   o.threads = tr.at("threads").get<int64_t>();
   o.zero_stage = tr.at("zero_stage").get<int64_t>();

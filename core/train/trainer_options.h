@@ -9,6 +9,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/model/llama_config.h"
 #include "core/train/config.h"
 #include "core/train/schedule.h"
 
@@ -37,6 +38,7 @@ struct TrainerOptions {
   bool activation_checkpointing = false;
   int64_t eval_every = 0;         // optimizer steps between eval passes; 0: only at the end
   int64_t log_every = 1;          // optimizer steps between metrics lines
+  // LM head only (absent from a reward model's schema):
   int64_t logprob_chunk = 4096;   // tokens per chunk of the vocabulary projection
   int64_t keep_logits_mb = 4096;  // head logits kept for backward up to this size (MiB)
   double peak_tflops = 0;         // for MFU on GPU; 0 = H100 SXM bf16 dense (989)
@@ -51,7 +53,8 @@ struct TrainerOptions {
 };
 
 // Adds the optimizer, schedule, training and output sections to `schema`.
-void add_trainer_keys(ConfigSchema* schema);
+// `kind`: the model the stage trains; a reward model has no LM head, so no head chunk keys.
+void add_trainer_keys(ConfigSchema* schema, ModelKind kind = ModelKind::kCausalLM);
 // Reads them from a config resolved against a schema that has them.
 TrainerOptions trainer_options_from_config(const nlohmann::json& resolved);
 

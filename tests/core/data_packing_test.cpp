@@ -49,7 +49,7 @@ TEST(DataPacking, CollatedPackedRowRestartsPositions) {
   EXPECT_EQ(v(doc, 1)[0], 0);
   EXPECT_EQ(v(doc, 1)[1], 1);
   EXPECT_EQ(v(tgt, 1), (std::vector<int64_t>(5, -100)));
-  EXPECT_EQ(mb.num_targets, 3);
+  EXPECT_EQ(mb.num_terms, 3);
   EXPECT_EQ(mb.num_tokens, 6);
   ASSERT_TRUE(mb.get("attention_mask").defined());
   EXPECT_EQ(mb.get("attention_mask").sum().item<int64_t>(), 6);
@@ -61,7 +61,7 @@ TEST(DataPacking, UnpackedRowsHaveNoDocumentsAndNoMaskWithoutPadding) {
   EXPECT_FALSE(mb.get("document_ids").defined());
   EXPECT_FALSE(mb.get("position_ids").defined());
   EXPECT_FALSE(mb.get("attention_mask").defined());
-  EXPECT_EQ(mb.num_targets, 2);
+  EXPECT_EQ(mb.num_terms, 2);
 }
 
 TEST(DataPacking, DatasetLayoutIsSeededPerEpoch) {

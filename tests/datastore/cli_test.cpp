@@ -2,6 +2,8 @@
 // contracts, errors are one line naming file, line and field, and exit codes are 0/1/2.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "datastore/store.h"
 #include "tests/datastore/test_util.h"
 
@@ -131,6 +133,7 @@ TEST(StoreCli, UsageErrorsExitTwo) {
                    dir.path());
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot open"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(db)) << "a failed import created the store";
   EXPECT_EQ(run_cli("store import --help", dir.path()).status, 0);
 }
 

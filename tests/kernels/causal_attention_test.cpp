@@ -2,7 +2,8 @@
 // softmax(scale q k^T) v over the keys each query may see (causal, within its document), values
 // and gradients through float64 autograd; also against ATen's own float32 attention, for strided
 // inputs (column blocks of one projection), odd sizes, and with the BLAS GEMMs and with ATen's.
-// document_starts against hand-derived starts.
+// Shared-prefix spans against the rule written on segment ids. document_starts against
+// hand-derived starts.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
@@ -47,9 +48,15 @@ struct Case {
   int64_t B, T, nh, nkv, D;
 };
 
+// What a query may see: the spans given to our kernel (doc undefined = plain causal; pe and ss
+// undefined = documents only) and the same as a dense [B, T, T] matrix for the reference.
+struct Visibility {
+  at::Tensor doc, pe, ss, dense;
+};
+
 // Runs ours and the float64 reference on the same random q, k, v (as column blocks of one
 // [B, T, (nh + 2 nkv) D] tensor when `strided`) and compares outputs and all three gradients.
-void check_case(const Case& c, const at::Tensor& ids, bool strided, double tol = 2e-6) {
+void check_visible(const Case& c, const Visibility& vis, bool strided, double tol = 2e-6) {
   at::manual_seed(17);
   const int64_t w = (c.nh + 2 * c.nkv) * c.D;
   const auto qkv = at::randn({c.B, c.T, w});  // [B, T, W]
@@ -62,24 +69,70 @@ void check_case(const Case& c, const at::Tensor& ids, bool strided, double tol =
 
   auto q32 = q.detach().requires_grad_(true), k32 = k.detach().requires_grad_(true),
        v32 = v.detach().requires_grad_(true);
-  const auto doc = ids.defined() ? document_starts(ids) : at::Tensor();
-  if (ids.defined()) {
-    ASSERT_TRUE(doc.defined());
-  }
-  const auto out = causal_attention(q32, k32, v32, doc, scale);
+  const auto out = vis.pe.defined()
+                       ? causal_attention(q32, k32, v32, vis.doc, vis.pe, vis.ss, scale)
+                       : causal_attention(q32, k32, v32, vis.doc, scale);
   ASSERT_TRUE(out.is_contiguous());
   out.backward(dout);
 
   auto q64 = q.detach().to(at::kDouble).requires_grad_(true),
        k64 = k.detach().to(at::kDouble).requires_grad_(true),
        v64 = v.detach().to(at::kDouble).requires_grad_(true);
-  const auto ref = reference_attention(q64, k64, v64, visibility(c.B, c.T, ids), scale);
+  const auto ref = reference_attention(q64, k64, v64, vis.dense, scale);
   ref.backward(dout.to(at::kDouble));
 
   expect_near(out, ref.detach(), tol, "out");
   expect_near(q32.grad(), q64.grad(), tol * 4, "dq");
   expect_near(k32.grad(), k64.grad(), tol * 4, "dk");
   expect_near(v32.grad(), v64.grad(), tol * 4, "dv");
+}
+
+// Documents given as ids [B, T] (undefined = one per row).
+void check_case(const Case& c, const at::Tensor& ids, bool strided, double tol = 2e-6) {
+  Visibility vis;
+  if (ids.defined()) {
+    vis.doc = document_starts(ids);
+    ASSERT_TRUE(vis.doc.defined());
+  }
+  vis.dense = visibility(c.B, c.T, ids);
+  check_visible(c, vis, strided, tol);
+}
+
+// A row as documents, each a prefix length then segment lengths (none: a plain document).
+using DocumentParts = std::vector<std::pair<int64_t, std::vector<int64_t>>>;
+
+// Spans written out per token from the parts (doc start, end of the document's prefix, start
+// of the token's own run), and the dense matrix from per-token document and segment ids by the
+// rule itself: key j is visible to query i when j <= i, same document, and j is in the prefix
+// (segment 0) or in i's segment.
+Visibility shared_prefix_visibility(const std::vector<DocumentParts>& rows, int64_t T) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  std::vector<int64_t> doc(B * T), pe(B * T), ss(B * T), doc_id(B * T), seg_id(B * T);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t t = 0, d = 0;
+    for (const auto& [prefix, segments] : rows[b]) {
+      const int64_t start = t;
+      for (int64_t i = 0; i < prefix; ++i, ++t) {
+        doc[b * T + t] = pe[b * T + t] = ss[b * T + t] = start;
+        doc_id[b * T + t] = d, seg_id[b * T + t] = 0;
+      }
+      for (size_t s = 0; s < segments.size(); ++s) {
+        const int64_t seg_start = t;
+        for (int64_t i = 0; i < segments[s]; ++i, ++t) {
+          doc[b * T + t] = start, pe[b * T + t] = start + prefix, ss[b * T + t] = seg_start;
+          doc_id[b * T + t] = d, seg_id[b * T + t] = static_cast<int64_t>(s) + 1;
+        }
+      }
+      ++d;
+    }
+    EXPECT_EQ(t, T) << "row " << b << " parts must fill the row";
+  }
+  auto tensor = [&](const std::vector<int64_t>& x) { return at::tensor(x).view({B, T}); };
+  const auto di = tensor(doc_id), si = tensor(seg_id);
+  const auto same_doc = di.unsqueeze(2).eq(di.unsqueeze(1));                        // [B, T, T]
+  const auto seen_seg = si.unsqueeze(1).eq(0).logical_or(si.unsqueeze(2).eq(si.unsqueeze(1)));
+  const auto causal = at::ones({T, T}, at::kBool).tril().unsqueeze(0);
+  return {tensor(doc), tensor(pe), tensor(ss), causal.logical_and(same_doc).logical_and(seen_seg)};
 }
 
 TEST_P(CausalAttention, CausalWithSharedKvHeadsMatchesDefinition) {
@@ -101,6 +154,31 @@ TEST_P(CausalAttention, DocumentsConfineAttention) {
   }
   auto ids = at::stack({at::tensor(a), at::tensor(b)});  // [2, 150]
   check_case({2, 150, 4, 2, 32}, ids, /*strided=*/true);
+}
+
+TEST_P(CausalAttention, SharedPrefixSegmentsSeePrefixAndThemselves) {
+  // Row 0: a 40-token prefix with segments of 30, 25 and 20 tokens (the second starts inside
+  // block 1 and ends in block 2), then a plain document of 35. Row 1: a 3-token prefix, a
+  // segment of 70 across a block boundary, one of a single token, then a document with no
+  // prefix and two segments (the first segment token sees only itself).
+  const std::vector<DocumentParts> rows = {
+      {{40, {30, 25, 20}}, {35, {}}},
+      {{3, {70, 1}}, {0, {40, 36}}},
+  };
+  check_visible({2, 150, 4, 2, 32}, shared_prefix_visibility(rows, 150), /*strided=*/true);
+  // Equal head counts, an odd head size, single-token segments.
+  check_visible({1, 9, 3, 3, 5}, shared_prefix_visibility({{{2, {1, 1, 3}}, {1, {1}}}}, 9),
+                /*strided=*/false);
+}
+
+TEST_P(CausalAttention, SpansWithoutPrefixEqualDocuments) {
+  // prefix_end = seg_start = doc_start is the document-only form, bit for bit.
+  at::manual_seed(5);
+  const auto q = at::randn({1, 100, 2, 8}), k = at::randn({1, 100, 1, 8}),
+             v = at::randn({1, 100, 1, 8});
+  const auto doc = document_starts(at::arange(100).div(30, "floor").unsqueeze(0));
+  EXPECT_TRUE(causal_attention(q, k, v, doc, doc, doc, 0.4).equal(
+      causal_attention(q, k, v, doc, 0.4)));
 }
 
 TEST_P(CausalAttention, OddSizesAndEqualHeadCounts) {
@@ -147,6 +225,12 @@ TEST(CausalAttentionInput, RejectsWhatItCannotCompute) {
   // A document may not start after its token.
   EXPECT_THROW(causal_attention(q, k, k, at::tensor({0, 0, 3, 2}).unsqueeze(0), 1.0), c10::Error);
   EXPECT_FALSE(causal_attention_supported(q.transpose(2, 3), k, k));
+  // Spans out of order: a prefix that ends after the segment starts, a segment after its token.
+  const auto zero = at::zeros({1, 4}, at::kLong), t = at::arange(4).unsqueeze(0);
+  EXPECT_THROW(causal_attention(q, k, k, zero, at::tensor({0, 1, 2, 3}).unsqueeze(0), zero, 1.0),
+               c10::Error);
+  EXPECT_THROW(causal_attention(q, k, k, zero, zero, t + 1, 1.0), c10::Error);
+  EXPECT_NO_THROW(causal_attention(q, k, k, zero, zero, t, 1.0));
 }
 
 TEST(DocumentStarts, HandDerived) {

@@ -78,8 +78,8 @@ TEST(SftLoss, UniformModelCostsLogVPerTarget) {
   }
   core::MicroBatch mb = core::collate_rows(examples, {{0}, {1}, {2}}, false, 0);
   const double loss = sft_loss_sum(*m, mb, 64).item<double>();
-  EXPECT_NEAR(loss, mb.num_targets * std::log(static_cast<double>(tok.vocab_size())), 1e-3);
-  EXPECT_EQ(mb.num_targets, examples[0].num_targets() + examples[1].num_targets() +
+  EXPECT_NEAR(loss, mb.num_terms * std::log(static_cast<double>(tok.vocab_size())), 1e-3);
+  EXPECT_EQ(mb.num_terms, examples[0].num_targets() + examples[1].num_targets() +
                                 examples[2].num_targets());
 }
 
@@ -88,7 +88,7 @@ TEST(SftLoss, PackedBatchEqualsUnpackedLossAndGradients) {
   auto examples = some_examples(tok);
   auto run = [&](const core::MicroBatch& mb, std::vector<at::Tensor>* grads) {
     core::LlamaModel m = tiny_model(tok.vocab_size());
-    at::Tensor loss = sft_loss_sum(*m, mb, 32) / mb.num_targets;
+    at::Tensor loss = sft_loss_sum(*m, mb, 32) / mb.num_terms;
     loss.backward();
     for (auto& p : m->parameters()) grads->push_back(p.grad().clone());
     return loss.item<double>();
@@ -96,7 +96,7 @@ TEST(SftLoss, PackedBatchEqualsUnpackedLossAndGradients) {
   // Packed: two rows holding all five examples; unpacked: one example per (padded) row.
   core::MicroBatch packed = core::collate_rows(examples, {{0, 1, 2}, {3, 4}}, true, 0);
   core::MicroBatch unpacked = core::collate_rows(examples, {{0}, {1}, {2}, {3}, {4}}, false, 0);
-  ASSERT_EQ(packed.num_targets, unpacked.num_targets);
+  ASSERT_EQ(packed.num_terms, unpacked.num_terms);
   ASSERT_TRUE(packed.get("document_ids").defined());
   std::vector<at::Tensor> gp, gu;
   const double lp = run(packed, &gp), lu = run(unpacked, &gu);

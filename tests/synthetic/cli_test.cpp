@@ -319,6 +319,22 @@ TEST_F(Cli, VerifyCodeCandidateSeesNothingOfTheHost) {
   EXPECT_EQ(got["etc"], "['group', 'hostname', 'hosts', 'passwd']");
 }
 
+TEST_F(Cli, VerifyRefusesADeeplyNestedRowByLineAndField) {
+  // {"x": [[[...100000...]]], ...}: writing the row back out recursed until SIGSEGV.
+  std::ofstream(path("deep.jsonl"))
+      << "{\"id\": \"a\", \"prompt\": \"p\", \"response\": \"Answer: 1\", \"answer\": \"1\"}\n"
+      << "{\"x\": " << std::string(100000, '[') << std::string(100000, ']')
+      << ", \"id\": \"b\", \"prompt\": \"p\", \"response\": \"Answer: 1\", \"answer\": \"1\"}\n";
+  std::string err;
+  EXPECT_EQ(run("verify --kind math --input " + path("deep.jsonl") + " --output " +
+                    path("out.jsonl"),
+                &err),
+            1);
+  EXPECT_NE(err.find("deep.jsonl:2: field 'x': JSON nested deeper than 256 levels"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(Cli, VerifyToolRunsTheCalls) {
   std::string fx = std::string(POSTTRAIN_FIXTURES) + "/synthetic/";
   ASSERT_EQ(
@@ -356,6 +372,14 @@ TEST_F(Cli, RefusalsAndBadInputAreClear) {
       1);
   EXPECT_NE(err.find("bad.jsonl:1"), std::string::npos) << err;
   EXPECT_NE(err.find("answer"), std::string::npos) << err;
+  // Sandbox memory above the machine's (no limit at all, and an overflow past 2^43 MiB).
+  for (const char* mb : {"99999999999", "63"}) {
+    EXPECT_EQ(run(std::string("verify --kind math --memory-mb ") + mb + " --input " +
+                      path("bad.jsonl") + " --output " + path("x.jsonl"),
+                  &err),
+              2);
+    EXPECT_NE(err.find("--memory-mb must be in [64, "), std::string::npos) << err;
+  }
 }
 
 }  // namespace

@@ -45,6 +45,28 @@ TEST(ParseNumber, AcceptsTheWaysAnAnswerIsWritten) {
   EXPECT_FALSE(parse_number(""));
 }
 
+TEST(ParseNumber, NestedFractionsToABoundedDepth) {
+  // 1 / (1/1) = 1; 1 / (1 / (1/2)) = 1 / 2; -(3/4) / 2 = -3/8.
+  EXPECT_EQ(*parse_number("\\frac{1}{\\frac{1}{1}}"), Rational(1));
+  EXPECT_EQ(*parse_number("\\frac{1}{\\frac{1}{\\dfrac{1}{2}}}"), Rational(1, 2));
+  EXPECT_EQ(*parse_number("\\frac{-\\frac{3}{4}}{2}"), Rational(-3, 8));
+  EXPECT_TRUE(check_math("\\boxed{\\frac{1}{\\frac{1}{1}}}", Rational(1)).passed);
+  // 8 levels read (each \frac{1}{...} keeps the value 1), 9 do not; malformed ones never.
+  auto nest = [](int levels) {
+    std::string s;
+    for (int i = 0; i < levels; ++i) s += "\\frac{1}{";
+    return s + "1" + std::string(levels, '}');
+  };
+  EXPECT_EQ(*parse_number(nest(8)), Rational(1));
+  EXPECT_FALSE(parse_number(nest(9)));
+  EXPECT_FALSE(parse_number(nest(100000)));
+  EXPECT_FALSE(parse_number("\\frac{1}{\\frac{1}{0}}"));
+  EXPECT_FALSE(parse_number("\\frac{1}{2"));
+  EXPECT_FALSE(parse_number("\\frac{1}{2}3"));
+  // Long answers are read in linear time, without recursion per character.
+  EXPECT_FALSE(parse_number("\\text{" + std::string(1 << 20, 'a') + "}1" + std::string(1 << 20, '1')));
+}
+
 TEST(Calculator, EvaluatesExactlyWithPrecedence) {
   EXPECT_EQ(evaluate("2 + 3 * 4"), Rational(14));
   EXPECT_EQ(evaluate("(2 + 3) * 4"), Rational(20));
@@ -55,6 +77,24 @@ TEST(Calculator, EvaluatesExactlyWithPrecedence) {
   EXPECT_EQ(evaluate("0.1 + 0.2"), Rational(3, 10));
   EXPECT_EQ(evaluate("6 \xC3\x97 7 \xC3\xB7 3"), Rational(14));  // × ÷
   EXPECT_EQ(evaluate("10 \xE2\x88\x92 4"), Rational(6));         // Unicode minus
+  EXPECT_EQ(evaluate("7!"), Rational(5040));                    // 7 * 6 * ... * 1
+  EXPECT_EQ(evaluate("0! + 3!^2"), Rational(37));               // 1 + 6^2
+  EXPECT_EQ(evaluate("20!"), Rational(2432902008176640000));    // largest below 2^63
+}
+
+TEST(Calculator, SyntaxErrorsAreTellableFromUncomputableArithmetic) {
+  EXPECT_THROW(evaluate("(1 + 2"), CalculatorSyntaxError);
+  EXPECT_THROW(evaluate("x + 1"), CalculatorSyntaxError);
+  for (const char* uncomputable :
+       {"21!", "(1/2)!", "2^(2^(2^(2^64)))", "2^0.5", "1/0", "1234567890123456789012 + 1"}) {
+    try {
+      evaluate(uncomputable);
+      ADD_FAILURE() << uncomputable;
+    } catch (const CalculatorSyntaxError& e) {
+      ADD_FAILURE() << uncomputable << " read as a syntax error: " << e.what();
+    } catch (const MathError&) {
+    }
+  }
 }
 
 TEST(Calculator, RejectsBadInputWithAPosition) {
@@ -126,6 +166,44 @@ TEST(CheckSteps, ChainsMoneyAndThingsThatAreNotArithmetic) {
   EXPECT_EQ(c.steps_checked, 3);
   ASSERT_EQ(c.wrong_steps.size(), 1u);
   EXPECT_EQ(c.wrong_steps[0].line, 5);
+}
+
+TEST(CheckSteps, StepsThatCannotBeCheckedFailTheAnswer) {
+  // Both passed before with steps_checked 0: '!' was not read, and 2^64 overflowed silently.
+  MathCheck f = check_math("7! = 5\nAnswer: 5", Rational(5));
+  EXPECT_FALSE(f.passed);
+  EXPECT_EQ(f.steps_checked, 1);
+  ASSERT_EQ(f.wrong_steps.size(), 1u);
+  EXPECT_EQ(f.wrong_steps[0].text, "7! = 5");
+  EXPECT_EQ(f.wrong_steps[0].computed, "5040");
+  MathCheck p = check_math("2^(2^(2^(2^64))) = 5\nAnswer: 5", Rational(5));
+  EXPECT_FALSE(p.passed);
+  EXPECT_TRUE(p.answer_correct);
+  ASSERT_EQ(p.unchecked_steps.size(), 1u);
+  EXPECT_EQ(p.unchecked_steps[0].line, 1);
+  EXPECT_NE(p.feedback.find("Line 1: \"2^(2^(2^(2^64))) = 5\" cannot be checked"),
+            std::string::npos)
+      << p.feedback;
+  EXPECT_EQ(p.details()["unchecked_steps"][0]["step"], "2^(2^(2^(2^64))) = 5");
+  EXPECT_FALSE(check_math("25! = 1\nAnswer: 1", Rational(1)).passed);
+  // Without step checking only the answer counts.
+  EXPECT_TRUE(check_math("7! = 5\nAnswer: 5", Rational(5), /*check_steps_too=*/false).passed);
+  // Exclamations and text that is not arithmetic are still not steps.
+  MathCheck ok = check_math("Good! 3 + 4 = 7!\n(see 3 = 4\nAnswer: 7", Rational(7));
+  EXPECT_TRUE(ok.passed) << ok.feedback;
+  EXPECT_EQ(ok.steps_checked, 1);
+}
+
+TEST(CheckMath, LongLinesDoNotCrash) {
+  // A 1 MB line (std::regex recursed per character here and overflowed the stack).
+  const std::string digits(1 << 20, '1'), spaces(1 << 20, ' ');
+  EXPECT_FALSE(check_math("Answer: " + digits, Rational(1)).passed);
+  EXPECT_TRUE(check_math("x" + spaces + "\nAnswer: **1**" + spaces, Rational(1)).passed);
+  MathCheck c = check_math("1,000,000 = 10^6\n" + digits + " + 1 = 1\nAnswer: 1", Rational(1));
+  EXPECT_EQ(c.steps_checked, 1);  // a 1,048,576-digit number is past exact arithmetic...
+  EXPECT_FALSE(c.passed);         // ... but well-formed, so it is an unchecked step
+  ASSERT_EQ(c.unchecked_steps.size(), 1u);
+  EXPECT_EQ(c.unchecked_steps[0].line, 2);
 }
 
 TEST(MathProblems, DeterministicBySeedAndVariedAcrossSeeds) {

@@ -51,6 +51,19 @@ TEST(ParseToolCall, BuiltinStyleJsonAndRawPython) {
   EXPECT_THROW(parse_tool_call("<|python_tag|>calculator.call(expression=\"2+2)"), InputError);
 }
 
+TEST(ParseToolCall, DeeplyNestedJsonParametersAreRefusedNotCrashed) {
+  // Parameter values are written back out with dump(), which recurses: 100,000 levels used to
+  // overflow the stack. Refused as a bad call instead.
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  try {
+    parse_tool_call("<|python_tag|>{\"name\": \"lookup\", \"parameters\": {\"query\": " + deep +
+                    "}}");
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than 256"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Tools, CalculatorIsExact) {
   EXPECT_EQ(registry().calculator("48213 * 7391 - 125").output, "356342158");
   EXPECT_EQ(registry().calculator("7 / 2").output, "7/2 (= 3.5)");

@@ -1,0 +1,217 @@
+#include "recipes/stage_kinds.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "common/error.h"
+#include "core/train/config.h"
+#include "sft/sft.h"
+
+namespace posttrain::recipes {
+namespace {
+
+using nlohmann::json;
+
+bool contains(const std::vector<std::string>& list, const std::string& s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
+
+// Resolves `config` against `schema`, with the path keys in `unchecked` (or all, skip_paths)
+// taken as plain strings: they name folders earlier stages have not made yet.
+void check_with_schema(const core::ConfigSchema& schema, const json& config,
+                       const std::string& where, const std::vector<std::string>& unchecked,
+                       bool skip_paths) {
+  core::ConfigSchema relaxed;
+  for (core::ConfigKey key : schema.keys()) {
+    const std::string name = key.section + "." + key.key;
+    if (key.type == core::ConfigType::kPath && (skip_paths || contains(unchecked, name))) {
+      key.type = core::ConfigType::kString;
+    }
+    relaxed.add(std::move(key));
+  }
+  relaxed.resolve(config, {}, where);
+}
+
+// Writes the stage's resolved config beside its output folder (a config.json inside it would
+// collide with the checkpoint's own) and returns its path.
+std::string write_stage_config(const json& config, const StageRun& run) {
+  const std::string path = run.out_dir + ".config.json";
+  std::ofstream out(path, std::ios::trunc);
+  out << config.dump(2) << "\n";
+  if (!out) throw IoError("cannot write stage config " + path);
+  return path;
+}
+
+// ---- sft: the keys of `posttrain sft --config` ----------------------------------------------
+
+json sft_defaults(const json& config, const std::string& where) {
+  json out = config;
+  if (out.contains("output") && out["output"].is_object() && out["output"].contains("dir")) {
+    throw InputError({where, 0, "output.dir"},
+                     "set by the recipe (the stage's folder OUT/round-R/NAME); remove it");
+  }
+  if (!out.contains("model") || !out["model"].is_object()) out["model"] = json::object();
+  if (!out["model"].contains("path")) out["model"]["path"] = "${policy}";
+  if (!out.contains("output") || !out["output"].is_object()) out["output"] = json::object();
+  out["output"]["dir"] = "${out}";
+  return out;
+}
+
+void sft_check(const json& config, const std::string& where,
+               const std::vector<std::string>& unchecked, bool skip_paths) {
+  check_with_schema(sft::sft_schema(), config, where, unchecked, skip_paths);
+}
+
+std::vector<std::string> sft_command(const json& config, const StageRun& run) {
+  return {"sft", "--config", write_stage_config(config, run)};
+}
+
+// ---- synth: `posttrain synth KIND` with its options as a JSON object --------------------------
+
+// Options of `posttrain synth` a recipe may give (the runner sets --store, --round, --output).
+const std::vector<std::string>& synth_options() {
+  static const std::vector<std::string> kOptions = {
+      "kind",      "count",     "seed",      "difficulty",    "candidates", "model",
+      "source",    "max-attempts", "workers", "timeout",      "memory-mb",  "problems",
+      "docs",      "near-dup",  "min-chars", "max-chars",     "no-step-check", "allow-no-tool"};
+  return kOptions;
+}
+
+json synth_defaults(const json& config, const std::string& where) {
+  for (const char* owned : {"store", "round", "output", "out"}) {
+    if (config.contains(owned)) {
+      throw InputError({where, 0, owned}, "set by the recipe; remove it");
+    }
+  }
+  return config;
+}
+
+void synth_check(const json& config, const std::string& where,
+                 const std::vector<std::string>& unchecked, bool skip_paths) {
+  if (!config.is_object()) throw InputError({where, 0, "config"}, "expected an object");
+  for (const auto& [key, value] : config.items()) {
+    if (!contains(synth_options(), key)) {
+      std::string all;
+      for (const auto& o : synth_options()) all += (all.empty() ? "" : ", ") + o;
+      throw InputError({where, 0, key}, "not an option of posttrain synth (options: " + all + ")");
+    }
+    if (!value.is_string() && !value.is_number() && !value.is_boolean()) {
+      throw InputError({where, 0, key}, std::string("expected a string, number or bool, got ") +
+                                            value.type_name());
+    }
+  }
+  if (!config.contains("kind") || !config["kind"].is_string() ||
+      !contains({"math", "code", "tool"}, config["kind"].get<std::string>())) {
+    throw InputError({where, 0, "kind"}, "required: math, code or tool");
+  }
+  if (!config.contains("count") || !config["count"].is_number_integer() ||
+      config["count"].get<int64_t>() < 1) {
+    throw InputError({where, 0, "count"}, "required: a positive integer");
+  }
+  for (const char* path_key : {"candidates", "problems", "docs", "model"}) {
+    if (!config.contains(path_key) || skip_paths || contains(unchecked, path_key)) continue;
+    if (!config[path_key].is_string()) {
+      throw InputError({where, 0, path_key}, "expected a path string");
+    }
+    std::ifstream probe(config[path_key].get<std::string>());
+    if (!probe) {
+      throw InputError({where, 0, path_key},
+                       "path does not exist: " + config[path_key].get<std::string>());
+    }
+  }
+}
+
+std::vector<std::string> synth_command(const json& config, const StageRun& run) {
+  std::vector<std::string> args = {"synth", config["kind"].get<std::string>()};
+  for (const auto& [key, value] : config.items()) {
+    if (key == "kind") continue;
+    if (value.is_boolean()) {
+      if (value.get<bool>()) args.push_back("--" + key);
+      continue;
+    }
+    args.push_back("--" + key);
+    args.push_back(value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  args.insert(args.end(), {"--store", run.store, "--round", std::to_string(run.round),
+                           "--output", run.out_dir + "/data.jsonl"});
+  return args;
+}
+
+// ---- average: {"inputs": [checkpoint folders], "weights": [...]?} ----------------------------
+
+json average_defaults(const json& config, const std::string& where) {
+  if (config.contains("output")) {
+    throw InputError({where, 0, "output"}, "set by the recipe; remove it");
+  }
+  return config;
+}
+
+void average_check(const json& config, const std::string& where,
+                   const std::vector<std::string>& unchecked, bool skip_paths) {
+  if (!config.is_object()) throw InputError({where, 0, "config"}, "expected an object");
+  for (const auto& [key, value] : config.items()) {
+    if (key != "inputs" && key != "weights") {
+      throw InputError({where, 0, key}, "unknown key (average takes inputs, weights)");
+    }
+  }
+  if (!config.contains("inputs") || !config["inputs"].is_array() || config["inputs"].size() < 2) {
+    throw InputError({where, 0, "inputs"}, "required: a list of at least two checkpoint folders");
+  }
+  for (size_t i = 0; i < config["inputs"].size(); ++i) {
+    if (!config["inputs"][i].is_string()) {
+      throw InputError({where, 0, "inputs[" + std::to_string(i) + "]"}, "expected a path string");
+    }
+  }
+  if (config.contains("weights")) {
+    const json& w = config["weights"];
+    if (!w.is_array() || w.size() != config["inputs"].size()) {
+      throw InputError({where, 0, "weights"}, "expected one number per input");
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (!w[i].is_number() || !(w[i].get<double>() > 0) || !std::isfinite(w[i].get<double>())) {
+        throw InputError({where, 0, "weights[" + std::to_string(i) + "]"},
+                         "expected a positive number");
+      }
+    }
+  }
+}
+
+std::vector<std::string> average_command(const json& config, const StageRun& run) {
+  std::vector<std::string> args = {"average", "--output", run.out_dir};
+  for (const auto& input : config["inputs"]) args.push_back(input.get<std::string>());
+  if (config.contains("weights")) {
+    std::string w;
+    for (const auto& x : config["weights"]) w += (w.empty() ? "" : ",") + x.dump();
+    args.insert(args.end(), {"--weights", w});
+  }
+  return args;
+}
+
+const std::vector<StageKind>& kinds() {
+  static const std::vector<StageKind> kKinds = {
+      {"sft", "policy", true, sft_defaults, sft_check, sft_command},
+      {"synth", "", false, synth_defaults, synth_check, synth_command},
+      {"average", "policy", false, average_defaults, average_check, average_command},
+  };
+  return kKinds;
+}
+
+}  // namespace
+
+const StageKind& stage_kind(const std::string& name, const std::string& where) {
+  for (const auto& k : kinds()) {
+    if (k.name == name) return k;
+  }
+  std::string all;
+  for (const auto& k : kinds()) all += (all.empty() ? "" : ", ") + k.name;
+  throw InputError({where, 0, "kind"}, "unknown stage kind '" + name + "' (kinds: " + all + ")");
+}
+
+std::vector<std::string> stage_kind_names() {
+  std::vector<std::string> names;
+  for (const auto& k : kinds()) names.push_back(k.name);
+  return names;
+}
+
+}  // namespace posttrain::recipes
