@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace posttrain::app {
@@ -25,6 +26,16 @@ struct CommandRegistrar {
     command_table()[name] = Command{summary, std::move(run)};
   }
 };
+
+// `posttrain --version`: "posttrain VERSION (commit C)" then one line per registered source
+// (app/model_commands/torch_version.cpp adds LibTorch's version and the CUDA it sees).
+std::vector<std::function<std::string()>>& version_lines();
+struct VersionLine {
+  explicit VersionLine(std::function<std::string()> line) {
+    version_lines().push_back(std::move(line));
+  }
+};
+std::string version_text();
 
 }  // namespace posttrain::app
 

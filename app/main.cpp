@@ -3,6 +3,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -19,13 +20,14 @@ std::map<std::string, Command>& command_table() {
 
 namespace {
 
-void print_help() {
-  std::cout << "posttrain: the Llama 3 post-training loop (reward, rejection sampling, synthetic "
-               "data, SFT, DPO, averaging) from one binary.\n\nusage: posttrain COMMAND [options]"
-               "\n       posttrain COMMAND --help\n\ncommands:\n";
+// Lists the commands this binary has (a torch-free build has fewer), nothing more.
+void print_help(std::ostream& out) {
+  out << "posttrain: the Llama 3 post-training loop from one binary.\n\nusage: posttrain "
+         "COMMAND [options]\n       posttrain COMMAND --help\n       posttrain --version\n\n"
+         "commands:\n";
   for (const auto& [name, cmd] : command_table()) {
-    std::cout << "  " << name << std::string(name.size() < 12 ? 12 - name.size() : 1, ' ')
-              << cmd.summary << "\n";
+    out << "  " << name << std::string(name.size() < 12 ? 12 - name.size() : 1, ' ')
+        << cmd.summary << "\n";
   }
 }
 
@@ -43,8 +45,12 @@ int main(int argc, char** argv) {
   using namespace posttrain::app;
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
-    print_help();
+    print_help(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version")) {
+    std::cout << version_text();
+    return 0;
   }
   const std::string name = argv[1];
   auto it = command_table().find(name);

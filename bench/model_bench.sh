@@ -12,12 +12,24 @@ THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
 # "preset batch seq" entries, comma-separated in $SHAPES
 IFS=',' read -ra SHAPES <<<"${SHAPES:-tiny 8 128,smol-135m 1 256}"
 OUT=$(mktemp)
+PEER_ERR=$(mktemp)
+PEER_FAILED=0
+# Runs a peer; its stderr (transformers' warnings) is shown only when it fails, and a failure
+# leaves its rows out of the table instead of ending the script before the table.
+run_peer() {
+  if ! "$PY" "$@" 2>"$PEER_ERR" | tee -a "$OUT"; then
+    PEER_FAILED=1
+    echo "peer failed: $PY $*" >&2
+    cat "$PEER_ERR" >&2
+    echo "(the peers need transformers: scripts/setup_peers.sh installs the pinned packages)" >&2
+  fi
+}
 for shape in "${SHAPES[@]}"; do
   read -r preset batch seq <<<"$shape"
   for mode in forward train; do
     args=(--preset "$preset" --batch "$batch" --seq "$seq" --mode "$mode" --iters "$ITERS" --threads "$THREADS")
     "$BUILD/bench_model" "${args[@]}" | tee -a "$OUT"
-    "$PY" "$HERE/model_peer.py" "${args[@]}" 2>/dev/null | tee -a "$OUT"
+    run_peer "$HERE/model_peer.py" "${args[@]}"
   done
 done
 "$PY" - "$OUT" <<'PYEOF'
@@ -35,3 +47,5 @@ for k, r in ours.items():
           f"{(p['tokens_per_s'] if p else float('nan')):>20.0f}{ratio:>8.2f}")
 PYEOF
 rm -f "$OUT"
+rm -f "$PEER_ERR"
+exit "$PEER_FAILED"

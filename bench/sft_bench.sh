@@ -16,12 +16,24 @@ THREADS=${THREADS:-$(nproc)}   # intra-op threads, the same for both
 ROUNDS=${ROUNDS:-1}
 IFS=';' read -ra SHAPES <<<"${SHAPES:-tiny 8 256 1;smol-135m 2 256 1}"
 OUT=$(mktemp)
+PEER_ERR=$(mktemp)
+PEER_FAILED=0
+# Runs a peer; its stderr (transformers' warnings) is shown only when it fails, and a failure
+# leaves its rows out of the table instead of ending the script before the table.
+run_peer() {
+  if ! "$PY" "$@" 2>"$PEER_ERR" | tee -a "$OUT"; then
+    PEER_FAILED=1
+    echo "peer failed: $PY $*" >&2
+    cat "$PEER_ERR" >&2
+    echo "(the peers need transformers: scripts/setup_peers.sh installs the pinned packages)" >&2
+  fi
+}
 for shape in "${SHAPES[@]}"; do
   read -r preset batch seq accum <<<"$shape"
   args=(--preset "$preset" --batch "$batch" --seq "$seq" --accum "$accum" --iters "$ITERS" --threads "$THREADS")
   for ((round = 0; round < ROUNDS; round++)); do
     "$BUILD/bench_sft" "${args[@]}" | tee -a "$OUT"
-    "$PY" "$HERE/sft_peer.py" "${args[@]}" 2>/dev/null | tee -a "$OUT"
+    run_peer "$HERE/sft_peer.py" "${args[@]}"
   done
 done
 "$PY" - "$OUT" <<'PYEOF'
@@ -49,3 +61,5 @@ for k, mine in ours.items():
               f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
 PYEOF
 rm -f "$OUT"
+rm -f "$PEER_ERR"
+exit "$PEER_FAILED"

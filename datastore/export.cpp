@@ -1,6 +1,6 @@
-// JSONL export (see export.h). Stored bodies are already canonical JSON, so the common case
-// (no --as) writes each line by concatenating them without parsing; --as and openrlhf's folded
-// prompt parse, convert and re-serialise. Identical lines are dropped by their SHA-256.
+// JSONL export (see export.h). Stored bodies are already canonical JSON, so a value already in
+// the file's shape is copied without parsing; a value of the other shape and a folded prompt are
+// parsed, converted and re-serialised. Identical lines are dropped by their SHA-256.
 #include "datastore/export.h"
 
 #include <cstdio>
@@ -86,7 +86,7 @@ class Deduper {
  public:
   explicit Deduper(bool on) : on_(on) {}
   bool first_time(const std::string& line) {
-    return !on_ || seen_.insert(sha256_digest(line)).second;
+    return !on_ || seen_.insert(internal::digest(line)).second;
   }
 
  private:
@@ -96,27 +96,48 @@ class Deduper {
 
 std::string json_key(const std::string& key) { return Json(key).dump(); }
 
-// One output triple as canonical JSON texts.
+// One output triple as canonical JSON texts, with the shapes they were stored in.
 struct Triple {
   std::string_view prompt, chosen, rejected;
-  std::string_view strength;  // the pair's label on its own chosen > rejected row; "" = none
+  bool prompt_messages, chosen_messages, rejected_messages;
+  std::optional<Strength> strength;  // the label this ordering carries (none: unlabelled)
   double margin = 0;
 };
 
-std::string convert(std::string_view body, const std::optional<Shape>& as, const char* role) {
-  if (!as) return std::string(body);
+// `body` (canonical JSON stored with shape `is_messages`) in `shape`.
+std::string convert(std::string_view body, bool is_messages, Shape shape, const char* role) {
+  if (is_messages == (shape == Shape::kMessages)) return std::string(body);
   Json v = Json::parse(body);
-  return (*as == Shape::kText ? to_text(v) : to_messages(v, role)).dump();
+  return (shape == Shape::kText ? to_text(v) : to_messages(v, role)).dump();
 }
 
-// prompt + response as one conversation (openrlhf without a prompt key).
-std::string fold(std::string_view prompt, std::string_view response) {
+// prompt + response as one conversation (a pair format without a prompt key): a user turn (or
+// the prompt's messages) then the assistant's, or for text the two strings end to end.
+std::string fold(std::string_view prompt, std::string_view response, Shape shape) {
   Json p = Json::parse(prompt), r = Json::parse(response);
-  if (p.is_string() && r.is_string())
+  if (shape == Shape::kText && p.is_string() && r.is_string())
     return Json(p.get<std::string>() + r.get<std::string>()).dump();
   Json all = to_messages(p, "user");
   for (const Json& m : to_messages(r, "assistant")) all.push_back(m);
-  return all.dump();
+  return (shape == Shape::kText ? to_text(all) : all).dump();
+}
+
+// The shape every value of the file gets: `as`, else messages when any value that will be
+// written is a message list (TRL treats a row as conversational when any column is, and Arrow
+// readers want one type per column), else text.
+Shape file_shape(Store& store, const PairFilter& filter, const ExportOptions& options) {
+  if (options.as) return *options.as;
+  if (options.format == ExportFormat::kOpenRlhf) return Shape::kMessages;
+  Statement s(store.db(), internal::pair_query_sql(filter));
+  internal::bind_pair_filter(s, filter);
+  while (s.step()) {
+    for (int col = 13; col <= 15; ++col) {
+      if (s.column_view(col) == "messages") return Shape::kMessages;
+    }
+    if (options.expand_rankings && !s.column_is_null(16) && s.column_view(16) == "messages")
+      return Shape::kMessages;
+  }
+  return Shape::kText;
 }
 
 }  // namespace
@@ -151,55 +172,47 @@ ExportSummary export_jsonl(Store& store, const std::string& path, const ExportOp
     return sum;
   }
   const bool trl = options.format == ExportFormat::kTrl;
-  const std::string pk = trl ? "prompt" : options.prompt_key;
+  const std::string pk = trl ? "prompt" : options.prompt_key.value_or("");
   const std::string kp = pk.empty() ? "" : json_key(pk) + ":";
   const std::string kc = json_key(trl ? "chosen" : options.chosen_key) + ":";
   const std::string kr = json_key(trl ? "rejected" : options.rejected_key) + ":";
-  Deduper dedup(options.expand_rankings || options.as || pk.empty());
   PairFilter filter = options.filter;
   filter.with_content = true;
+  const Shape shape = file_shape(store, filter, options);
+  // Rows can only repeat after a transformation (see Deduper); a shape change is one.
+  Deduper dedup(options.expand_rankings || options.as || pk.empty() ||
+                shape == Shape::kMessages);
   Statement s(store.db(), internal::pair_query_sql(filter));
   internal::bind_pair_filter(s, filter);
   LineSink sink(path);
   std::vector<Triple> triples;
   while (s.step()) {
     std::string_view p = s.column_view(9), c = s.column_view(10), r = s.column_view(11);
+    bool pm = s.column_view(13) == "messages", cm = s.column_view(14) == "messages",
+         rm = s.column_view(15) == "messages";
     std::optional<Strength> strength;
-    if (options.margin && !s.column_is_null(5)) strength = parse_strength(s.column_text(5));
+    if (!s.column_is_null(5)) strength = parse_strength(s.column_text(5));
     triples.clear();
     if (options.expand_rankings && !s.column_is_null(12)) {
       std::string_view e = s.column_view(12);
-      triples.push_back({p, e, c, {}, ranking_pair_margin(strength, true, true)});
-      triples.push_back({p, e, r, {}, ranking_pair_margin(strength, true, false)});
+      bool em = s.column_view(16) == "messages";
+      // edited>chosen carries no label; edited>rejected the chosen>rejected one (strength.h).
+      triples.push_back({p, e, c, pm, em, cm, std::nullopt, ranking_pair_margin(strength, true, true)});
+      triples.push_back({p, e, r, pm, em, rm, strength, ranking_pair_margin(strength, true, false)});
     }
-    std::string_view label = s.column_is_null(5) ? std::string_view() : s.column_view(5);
-    triples.push_back({p, c, r, label, strength_margin(strength)});
+    triples.push_back({p, c, r, pm, cm, rm, strength, strength_margin(strength)});
     for (const Triple& t : triples) {
       line = "{";
       if (pk.empty()) {
-        line += kc + convert(fold(t.prompt, t.chosen), options.as, "assistant") + ",";
-        line += kr + convert(fold(t.prompt, t.rejected), options.as, "assistant");
-      } else if (options.as) {
-        line += kp + convert(t.prompt, options.as, "user") + ",";
-        line += kc + convert(t.chosen, options.as, "assistant") + ",";
-        line += kr + convert(t.rejected, options.as, "assistant");
+        line += kc + fold(t.prompt, t.chosen, shape) + ",";
+        line += kr + fold(t.prompt, t.rejected, shape);
       } else {
-        line += kp;
-        line += t.prompt;
-        line += ",";
-        line += kc;
-        line += t.chosen;
-        line += ",";
-        line += kr;
-        line += t.rejected;
+        line += kp + convert(t.prompt, t.prompt_messages, shape, "user") + ",";
+        line += kc + convert(t.chosen, t.chosen_messages, shape, "assistant") + ",";
+        line += kr + convert(t.rejected, t.rejected_messages, shape, "assistant");
       }
-      // TRL rows carry the annotator's strength when the pair has one (the names are plain
-      // ASCII identifiers, so no escaping).
-      if (trl && !t.strength.empty()) {
-        line += ",\"strength\":\"";
-        line += t.strength;
-        line += "\"";
-      }
+      line += ",\"strength\":";
+      line += t.strength ? json_key(strength_name(*t.strength)) : "null";
       if (options.margin) line += ",\"margin\":" + Json(t.margin).dump();
       line += "}\n";
       if (!dedup.first_time(line)) {

@@ -1,11 +1,19 @@
 // JSONL export from the store. Formats (the --format names of `posttrain store export`):
-//   trl       {"prompt","chosen","rejected"} per pair, plus "strength" when the pair has one
-//   openrlhf  the same with configurable keys; an empty prompt key folds the prompt into
-//             chosen/rejected (full conversations)
+//   trl       {"prompt","chosen","rejected","strength"} per pair: TRL's explicit-prompt
+//             preference form (DPOTrainer, RewardTrainer)
+//   openrlhf  OpenRLHF's reward/DPO form: no prompt key, chosen and rejected are whole
+//             conversations as message lists (for --apply_chat_template; OpenRLHF's DPO takes
+//             chosen[:-1] as the prompt), plus "strength"; --prompt-key K keeps the prompt apart
+//             under K, --chosen-key/--rejected-key rename those columns
 //   messages  {"messages":[...]} per stored dialogue
-// Pair formats may add a "margin" column (ExportOptions::margin).
-// Rows come in id order (deterministic); identical output rows are written once. Each value
-// keeps the shape it was imported in unless `as` forces text or messages.
+// Every pair row has "strength" (the label's name, or null when unlabelled); `margin` adds
+// "margin" (datastore/strength.h), the column TRL's RewardTrainer and OpenRLHF read.
+// (`store import --format annotations` reads strength back; trl ignores it.)
+// One shape per file: every prompt/chosen/rejected value is text, or every one is a message list
+// (messages whenever any written value is one; openrlhf: messages unless `as` says text), so
+// Arrow-based readers (`datasets`) load the file. A text prompt becomes one user message, a text
+// response one assistant message; messages become text as to_text() says.
+// Rows come in id order (deterministic); identical output rows are written once.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +33,9 @@ struct ExportOptions {
   bool expand_rankings =
       false;  // a pair with an edit becomes edited>chosen, edited>rejected, chosen>rejected
   std::optional<Shape> as;  // force every value to text or to messages
-  std::string prompt_key = "prompt";
+  // Unset: the format's own (trl "prompt", openrlhf none). "" folds the prompt into
+  // chosen/rejected.
+  std::optional<std::string> prompt_key;
   std::string chosen_key = "chosen";
   std::string rejected_key = "rejected";
   // Adds "margin": the pair's strength margin (datastore/strength.h; 0 when unlabelled), the

@@ -207,10 +207,67 @@ void require_distinct(const Canonical& a, const Canonical& b, const std::string&
   if (a.digest == b.digest) throw InputError(at(where, field_b), "identical to " + field_a);
 }
 
+// TRL's implicit prompt: chosen and rejected are whole conversations (or texts) and the prompt
+// is what they share. Message lists split at the first differing message; texts at the first
+// differing character (moved back to a UTF-8 boundary, and before a space, as TRL's
+// extract_prompt does), so both remainders are non-empty.
+void split_implicit_prompt(const Json& chosen, const Json& rejected, const Location& where,
+                           Json* prompt, Json* c, Json* r) {
+  if (chosen.is_array() && rejected.is_array()) {
+    size_t n = 0;
+    while (n < chosen.size() && n < rejected.size() && chosen[n] == rejected[n]) ++n;
+    if (n == 0) {
+      throw InputError(at(where, "rejected[0]"),
+                       "no \"prompt\" and chosen and rejected share no first message (TRL's "
+                       "implicit prompt is their common prefix)");
+    }
+    if (n == chosen.size() || n == rejected.size()) {
+      throw InputError(at(where, n == chosen.size() ? "chosen" : "rejected"),
+                       "no \"prompt\" and nothing follows the shared messages");
+    }
+    *prompt = Json(chosen.begin(), chosen.begin() + static_cast<std::ptrdiff_t>(n));
+    *c = Json(chosen.begin() + static_cast<std::ptrdiff_t>(n), chosen.end());
+    *r = Json(rejected.begin() + static_cast<std::ptrdiff_t>(n), rejected.end());
+    return;
+  }
+  if (chosen.is_string() && rejected.is_string()) {
+    const std::string& a = chosen.get_ref<const std::string&>();
+    const std::string& b = rejected.get_ref<const std::string&>();
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+    // Not inside a UTF-8 sequence: a continuation byte at n means its character began before.
+    while (n > 0 && n < a.size() && (static_cast<unsigned char>(a[n]) & 0xC0) == 0x80) --n;
+    if (n > 0 && a[n - 1] == ' ') --n;
+    if (n == 0 || n == a.size() || n == b.size()) {
+      throw InputError(at(where, "prompt"),
+                       "missing, and chosen and rejected share no prefix to use as the prompt");
+    }
+    *prompt = a.substr(0, n);
+    *c = a.substr(n);
+    *r = b.substr(n);
+    return;
+  }
+  throw InputError(at(where, "prompt"),
+                   "missing, and chosen and rejected are not both message lists or both texts");
+}
+
 void parse_trl(const Json& row, const Location& where, ParsedRow* out) {
-  out->prompt = content_field(row, "prompt", where);
-  out->responses.push_back(content_field(row, "chosen", where));
-  out->responses.push_back(content_field(row, "rejected", where));
+  auto p = row.find("prompt");
+  if (p != row.end() && !p->is_null()) {
+    out->prompt = content_field(row, "prompt", where);
+    out->responses.push_back(content_field(row, "chosen", where));
+    out->responses.push_back(content_field(row, "rejected", where));
+  } else {
+    // Validate the whole conversations first so errors name their own fields.
+    Canonical full_c = content_field(row, "chosen", where);
+    Canonical full_r = content_field(row, "rejected", where);
+    require_distinct(full_c, full_r, "rejected", "chosen", where);
+    Json prompt, c, r;
+    split_implicit_prompt(row.at("chosen"), row.at("rejected"), where, &prompt, &c, &r);
+    out->prompt = canonicalize(prompt, at(where, "chosen"));
+    out->responses.push_back(canonicalize(c, at(where, "chosen")));
+    out->responses.push_back(canonicalize(r, at(where, "rejected")));
+  }
   require_distinct(out->responses[0], out->responses[1], "rejected", "chosen", where);
   out->pairs.emplace_back(0, 1);
 }

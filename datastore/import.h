@@ -1,6 +1,9 @@
 // JSONL import into the store. Formats (the --format names of `posttrain store import`):
-//   trl          {"prompt","chosen","rejected"}, each a string or a message list, and an
-//                optional "strength" (what the trl export writes for a labelled pair)
+//   trl          {"prompt","chosen","rejected"}, each a string or a message list; without
+//                "prompt", TRL's implicit-prompt form: chosen and rejected are whole
+//                conversations and their common prefix (messages; for texts, characters up to
+//                the first difference, a space before it left to the answers) is the prompt;
+//                an optional "strength" (what the trl export writes) is kept
 //   hh-rlhf      {"chosen","rejected"}: full "\n\nHuman: ...\n\nAssistant: ..." transcripts; the
 //                shared prefix up to the last "\n\nAssistant:" becomes a message-list prompt and
 //                the two final answers single assistant messages

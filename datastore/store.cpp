@@ -59,6 +59,13 @@ Shape validate_content(const Json& value, const Location& where) {
       throw InputError(at_field(where, mf + ".role"),
                        role == m.end() ? "missing" : "expected a non-empty string");
     }
+    // The chat templates' roles (core/tokenizer/chat_template.h): a typo is refused here, before
+    // it is stored, rather than when a stage renders it.
+    const std::string& r = role->get_ref<const std::string&>();
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool" && r != "ipython") {
+      throw InputError(at_field(where, mf + ".role"),
+                       "unknown role '" + r + "' (expected system, user, assistant, tool or ipython)");
+    }
     auto content = m.find("content");
     bool has_tools = m.contains("tool_calls");
     if (content == m.end() || content->is_null()) {

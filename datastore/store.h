@@ -38,7 +38,8 @@ const char* shape_name(Shape shape);         // "text" / "messages"
 Shape parse_shape(const std::string& name);  // throws UsageError on anything else
 
 // Checks that `value` is a non-empty string or a non-empty list of messages (objects with a
-// non-empty string "role" and a string "content", or a "tool_calls" entry in place of content).
+// "role" among system, user, assistant, tool, ipython and a string "content", or a "tool_calls"
+// entry in place of content).
 // Throws InputError at `where` (field `where.field`, element paths like "chosen[1].role").
 // Returns the shape.
 Shape validate_content(const Json& value, const Location& where);

@@ -206,6 +206,15 @@ void check_options(const AverageOptions& options) {
       throw UsageError("average: --output " + options.output + " is one of the inputs");
     }
   }
+  // A finished checkpoint (or anything else) must not be replaced by accident.
+  if (!options.overwrite && fs::is_directory(options.output) &&
+      !fs::is_empty(options.output)) {
+    throw UsageError("average: --output " + options.output +
+                     " is not empty; pass --overwrite to replace the checkpoint in it");
+  }
+  if (fs::exists(options.output) && !fs::is_directory(options.output)) {
+    throw UsageError("average: --output " + options.output + " is a file, not a folder");
+  }
 }
 
 }  // namespace

@@ -32,6 +32,9 @@ struct AverageOptions {
   std::vector<std::string> inputs;  // checkpoint folders (at least 2)
   std::vector<double> weights;      // empty = uniform; else one > 0 per input
   std::string output;               // folder to write; must not be one of the inputs
+  // A non-empty `output` is refused (UsageError) unless set; then its weight files are
+  // replaced and the copied files overwritten (other files stay).
+  bool overwrite = false;
 };
 
 struct AverageResult {

@@ -279,7 +279,9 @@ void write_store(const SynthResult& result, const std::string& db, Kind kind, in
       d.problem_id = problem_id;
       d.source = source;
       d.round = round;
-      store.add_kept_dialogue(d);
+      // Kept means checked by execution: it is this round's SFT data (Store::selected_samples).
+      store.add_selection(round, datastore::SampleKind::kDialogue, store.add_kept_dialogue(d),
+                          "synth " + problem.kind + ": passed");
     }
   }
   tx.commit();

@@ -60,7 +60,8 @@ struct SynthResult {
 SynthResult run_synth(const SynthOptions& options);
 
 // Writes problems, every attempt (candidate, verdict, feedback, 0-based attempt number) and the
-// kept dialogues to the store at `db`, in one transaction.
+// kept dialogues to the store at `db`, in one transaction; each kept dialogue is selected as
+// SFT data of `round` (what `sft` with data.store_round reads).
 void write_store(const SynthResult& result, const std::string& db, Kind kind, int round,
                  const std::string& source);
 

@@ -305,6 +305,11 @@ std::string tool_system_prompt(const std::vector<std::string>& tools) {
     if (t == "lookup") s += "\n- lookup.call(query=\"...\"): search the reference documents";
     if (t == "python") s += "\n- Python: write the code right after <|python_tag|>; print results";
   }
+  // Meta's prompts let `Environment: ipython` imply the code interpreter; ours offer it per task
+  // (only tasks that list python get a sandbox), so say so rather than let a code call fail.
+  if (std::find(tools.begin(), tools.end(), "python") == tools.end()) {
+    s += "\nThe code interpreter is not available in this task.";
+  }
   s += "\nWhen you know the result, end with a last line \"Answer: ...\".";
   return s;
 }

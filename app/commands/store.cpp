@@ -1,4 +1,4 @@
-// `posttrain store init|stats|pairs|import|export`: the command-line face of datastore/.
+// `posttrain store init|stats|pairs|import|export|select`: the command-line face of datastore/.
 // Parsing only; every read and write goes through posttrain::datastore.
 #include "datastore/store.h"
 
@@ -18,6 +18,7 @@
 #include "datastore/export.h"
 #include "datastore/import.h"
 #include "datastore/schema.h"
+#include "datastore/select.h"
 
 namespace posttrain::app {
 namespace {
@@ -34,7 +35,20 @@ const char* kUsage =
     "       posttrain store export --store DB --format trl|openrlhf|messages --output FILE\n"
     "                              [--round R]... [--min-strength S] [--source NAME]\n"
     "                              [--annotator NAME] [--expand-rankings] [--as text|messages]\n"
-    "                              [--prompt-key K] [--chosen-key K] [--rejected-key K]";
+    "                              [--margin] [--prompt-key K] [--chosen-key K] [--rejected-key K]\n"
+    "       posttrain store select --store DB --round R [--from-round R]... [--source NAME]\n"
+    "                              [--kind math|code|tool|none] [--verdict V] [--reason TEXT]";
+
+// `posttrain store --help`: one line per subcommand, then the usage.
+const char* kSubcommands =
+    "posttrain store: the SQLite datastore (datastore/README.md)\n\n"
+    "  init    create a store (or migrate one) and print its schema version\n"
+    "  stats   rows per table, pairs per round, source and strength\n"
+    "  pairs   list preference pairs (filters), or show one in full with --id\n"
+    "  import  read JSONL: trl, hh-rlhf, ranking, annotations (pairs), messages (dialogues)\n"
+    "  export  write JSONL for TRL, OpenRLHF (pairs) or messages (dialogues)\n"
+    "  select  make stored dialogues a round's SFT data (filters: source, kind, verdict)\n\n"
+    "posttrain store CMD --help describes CMD's options.\n\n";
 
 void add_store_option(po::options_description& desc) {
   desc.add_options()("store", po::value<std::string>()->required(), "SQLite store file");
@@ -223,8 +237,9 @@ int cmd_export(const std::vector<std::string>& args) {
       "expand-rankings", po::bool_switch(),
       "a pair with an edit becomes edited>chosen, edited>rejected, chosen>rejected")(
       "as", po::value<std::string>(), "force every value to text or messages")(
-      "prompt-key", po::value<std::string>()->default_value("prompt"),
-      "openrlhf: prompt key ('' folds the prompt into chosen/rejected)")(
+      "prompt-key", po::value<std::string>(),
+      "openrlhf: keep the prompt apart under this key (default: none, chosen/rejected are "
+      "whole conversations)")(
       "chosen-key", po::value<std::string>()->default_value("chosen"), "openrlhf: chosen key")(
       "rejected-key", po::value<std::string>()->default_value("rejected"),
       "openrlhf: rejected key")(
@@ -239,12 +254,12 @@ int cmd_export(const std::vector<std::string>& args) {
   opt.expand_rankings = vm["expand-rankings"].as<bool>();
   opt.margin = vm["margin"].as<bool>();
   if (vm.count("as")) opt.as = ds::parse_shape(vm["as"].as<std::string>());
-  bool key_given = !vm["prompt-key"].defaulted() || !vm["chosen-key"].defaulted() ||
+  bool key_given = vm.count("prompt-key") || !vm["chosen-key"].defaulted() ||
                    !vm["rejected-key"].defaulted();
   if (key_given && opt.format != ds::ExportFormat::kOpenRlhf) {
     throw UsageError("--prompt-key/--chosen-key/--rejected-key apply to --format openrlhf only");
   }
-  opt.prompt_key = vm["prompt-key"].as<std::string>();
+  if (vm.count("prompt-key")) opt.prompt_key = vm["prompt-key"].as<std::string>();
   opt.chosen_key = vm["chosen-key"].as<std::string>();
   opt.rejected_key = vm["rejected-key"].as<std::string>();
   if (opt.chosen_key.empty() || opt.rejected_key.empty() || opt.chosen_key == opt.rejected_key) {
@@ -260,9 +275,40 @@ int cmd_export(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_select(const std::vector<std::string>& args) {
+  po::options_description desc("store select");
+  add_store_option(desc);
+  desc.add_options()("round", po::value<int>()->required(),
+                     "the round whose SFT data the dialogues become (sft data.store_round)")(
+      "from-round", po::value<std::vector<int>>()->composing(),
+      "only dialogues stored for this round (repeatable; default any)")(
+      "source", po::value<std::string>(), "only dialogues from this source")(
+      "kind", po::value<std::string>(),
+      "only dialogues solving a synthetic problem of this kind (math, code, tool); none: "
+      "dialogues with no problem (imported)")(
+      "verdict", po::value<std::string>(),
+      "only dialogues whose problem's last attempt has this verdict (pass, fail, ...)")(
+      "reason", po::value<std::string>(), "reason stored with each selection");
+  po::variables_map vm;
+  if (!parse_options(kUsage, desc, args, &vm)) return 0;
+  ds::DialogueSelection sel;
+  sel.round = vm["round"].as<int>();
+  if (sel.round < 0) throw UsageError("--round must be >= 0");
+  if (vm.count("from-round")) sel.from_rounds = vm["from-round"].as<std::vector<int>>();
+  if (vm.count("source")) sel.source = vm["source"].as<std::string>();
+  if (vm.count("kind")) sel.kind = vm["kind"].as<std::string>();
+  if (vm.count("verdict")) sel.verdict = vm["verdict"].as<std::string>();
+  if (vm.count("reason")) sel.reason = vm["reason"].as<std::string>();
+  auto store = open_existing(vm["store"].as<std::string>());
+  ds::SelectionSummary s = ds::select_dialogues(store, sel);
+  std::cout << "selected " << s.selected << " dialogues for round " << sel.round << " ("
+            << s.matched << " matched, " << s.matched - s.selected << " already selected)\n";
+  return 0;
+}
+
 int run_store(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << kUsage << "\n";
+    (args.empty() ? std::cerr : std::cout) << kSubcommands << kUsage << "\n";
     return args.empty() ? 2 : 0;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -272,11 +318,13 @@ int run_store(const std::vector<std::string>& args) {
   if (sub == "pairs") return cmd_pairs(rest);
   if (sub == "import") return cmd_import(rest);
   if (sub == "export") return cmd_export(rest);
-  throw UsageError("unknown store command '" + sub + "' (init, stats, pairs, import, export)");
+  if (sub == "select") return cmd_select(rest);
+  throw UsageError("unknown store command '" + sub +
+                   "' (init, stats, pairs, import, export, select)");
 }
 
 }  // namespace
 }  // namespace posttrain::app
 
-POSTTRAIN_COMMAND("store", "the SQLite store: init, stats, pairs, import, export",
+POSTTRAIN_COMMAND("store", "the SQLite store: init, stats, pairs, import, export, select",
                   posttrain::app::run_store);

@@ -14,13 +14,14 @@ namespace {
 
 const char* kUsage =
     "usage: posttrain average --output DIR CKPT CKPT... [--weights w1,w2,...] [--store DB] "
-    "[--round R]\n"
+    "[--round R] [--overwrite]\n"
     "Writes the weighted mean of Hugging Face checkpoints of one architecture. config.json\n"
     "(ignoring _name_or_path, transformers_version, torch_dtype, dtype, use_cache), tensor names\n"
     "and shapes, and tokenizer files must match. Weights are positive and normalised to sum 1\n"
     "(default: uniform). Tensors are streamed one at a time, accumulated in float32 and written\n"
     "in the first checkpoint's dtype and sharding; config, generation config and tokenizer\n"
-    "files are copied from it. --store records DIR as stage 'average' with the inputs as parents.";
+    "files are copied from it. --store records DIR as stage 'average' with the inputs as parents.\n"
+    "A non-empty DIR is refused unless --overwrite is given.";
 
 int run_average(const std::vector<std::string>& args) {
   po::options_description desc("average options");
@@ -29,12 +30,15 @@ int run_average(const std::vector<std::string>& args) {
                      "input checkpoint folders (positional)")(
       "weights", po::value<std::string>(), "comma-separated positive weights, one per input")(
       "store", po::value<std::string>(), "SQLite store to record the lineage in")(
-      "round", po::value<int>(), "round to record (default: highest round of known parents)");
+      "round", po::value<int>(), "round to record (default: highest round of known parents)")(
+      "overwrite", po::bool_switch(), "write into a non-empty --output folder (replacing its "
+      "checkpoint files)");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm, {{"checkpoints", -1}})) return 0;
 
   recipes::AverageOptions options;
   options.output = require_output(vm, "average");
+  options.overwrite = vm["overwrite"].as<bool>();
   if (vm.count("checkpoints")) options.inputs = vm["checkpoints"].as<std::vector<std::string>>();
   if (vm.count("weights"))
     options.weights = recipes::parse_weights(vm["weights"].as<std::string>());

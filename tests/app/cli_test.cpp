@@ -57,6 +57,31 @@ TEST(Cli, HelpListsCommandsAndEachAnswersHelp) {
   }
 }
 
+// The help's header promises nothing the command list lacks (it once named DPO and reward
+// models, which had no commands).
+TEST(Cli, HelpNamesOnlyWhatExists) {
+  CliRun help = run("--help");
+  const std::string header = help.output.substr(0, help.output.find("commands:"));
+  for (const char* stage : {"DPO", "reward", "rejection sampling"}) {
+    EXPECT_EQ(header.find(stage), std::string::npos) << header;
+  }
+  CliRun bare = run("");
+  EXPECT_EQ(bare.status, 2);
+  EXPECT_EQ(listed_commands(bare.output), listed_commands(help.output));
+}
+
+// --version: version and commit, then LibTorch's version and the CUDA it sees (or that this
+// build has no LibTorch).
+TEST(Cli, VersionNamesCommitAndLibTorch) {
+  CliRun r = run("--version");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.output.rfind("posttrain 0.1.0 (commit ", 0), 0u) << r.output;
+  const bool torch = r.output.find("\nLibTorch 2.") != std::string::npos;
+  const bool no_torch = r.output.find("\nLibTorch: not in this build") != std::string::npos;
+  EXPECT_TRUE(torch != no_torch) << r.output;
+  if (torch) EXPECT_NE(r.output.find(", CUDA "), std::string::npos) << r.output;
+}
+
 TEST(Cli, UnknownCommandIsOneLineError) {
   CliRun r = run("no-such-command");
   EXPECT_EQ(r.status, 2);

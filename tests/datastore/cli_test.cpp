@@ -57,8 +57,12 @@ TEST(StoreCli, InitImportStatsPairsExport) {
                   (dir / "o.jsonl") + " --round 2 --round 5 --annotator ann",
               dir.path());
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(read_lines(dir / "o.jsonl"),
-            std::vector<std::string>{R"({"q":"P1","chosen":"c","rejected":"r"})"});
+  // OpenRLHF's rows are message lists (for --apply_chat_template), with the strength label.
+  ASSERT_EQ(read_lines(dir / "o.jsonl").size(), 1u);
+  EXPECT_EQ(Json::parse(read_lines(dir / "o.jsonl")[0]),
+            Json::parse(R"({"q":[{"role":"user","content":"P1"}],
+                "chosen":[{"role":"assistant","content":"c"}],
+                "rejected":[{"role":"assistant","content":"r"}],"strength":"better"})"));
   r = run_cli(
       "store export --store " + db + " --format trl --as messages --output " + (dir / "m.jsonl"),
       dir.path());
@@ -130,8 +134,48 @@ TEST(StoreCli, UsageErrorsExitTwo) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot open"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(db)) << "a failed import created the store";
-  EXPECT_EQ(run_cli("store --help", dir.path()).status, 0);
   EXPECT_EQ(run_cli("store import --help", dir.path()).status, 0);
+}
+
+// `store --help` gives one line per subcommand, and every one it names runs.
+TEST(StoreCli, HelpListsEachSubcommandOnOneLine) {
+  TempDir dir;
+  auto r = run_cli("store --help", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* sub : {"init", "stats", "pairs", "import", "export", "select"}) {
+    SCOPED_TRACE(sub);
+    const std::string line = std::string("\n  ") + sub + " ";
+    EXPECT_NE(r.out.find(line), std::string::npos) << r.out;
+    EXPECT_EQ(run_cli(std::string("store ") + sub + " --help", dir.path()).status, 0);
+  }
+}
+
+// `store select` makes imported dialogues a round's SFT data, with filters, idempotently.
+TEST(StoreCli, SelectMakesDialoguesARoundsData) {
+  TempDir dir;
+  std::string db = dir / "s.db";
+  std::string fx = std::string(POSTTRAIN_FIXTURES) + "/datastore/";
+  ASSERT_EQ(run_cli("store import --store " + db + " --format messages " + fx + "messages.jsonl",
+                    dir.path())
+                .status,
+            0);
+  auto r = run_cli("store select --store " + db + " --round 1 --kind math", dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("selected 0 dialogues for round 1 (0 matched", 0), 0u) << r.out;
+  r = run_cli("store select --store " + db + " --round 1 --kind none --source messages",
+              dir.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("selected 2 dialogues for round 1 (2 matched, 0 already", 0), 0u)
+      << r.out;
+  r = run_cli("store select --store " + db + " --round 1", dir.path());
+  EXPECT_EQ(r.out.rfind("selected 0 dialogues for round 1 (2 matched, 2 already", 0), 0u)
+      << r.out;
+  auto store = Store::open(db);
+  EXPECT_EQ(store.selected_samples(1).size(), 2u);
+  EXPECT_TRUE(store.selected_samples(0).empty());
+  EXPECT_EQ(run_cli("store select --store " + db, dir.path()).status, 2);
+  EXPECT_EQ(run_cli("store select --store " + (dir / "none.db") + " --round 0", dir.path()).status,
+            2);
 }
 
 }  // namespace

@@ -61,6 +61,37 @@ TEST(Import, TrlKeepsShapesAndCountsDuplicates) {
   EXPECT_EQ(pairs[1].rejected, msgs("assistant", "B"));
 }
 
+// TRL's implicit-prompt form: no "prompt", chosen and rejected share it.
+TEST(Import, TrlImplicitPromptIsTheCommonPrefix) {
+  TempDir dir;
+  auto store = Store::open(dir / "s.db");
+  std::string text =
+      R"({"chosen":[{"role":"system","content":"S"},{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}],"rejected":[{"role":"system","content":"S"},{"role":"user","content":"2+2?"},{"role":"assistant","content":"5"},{"role":"user","content":"sure?"}]})"
+      "\n"
+      R"({"chosen":"The sky is blue.","rejected":"The sky is green.","prompt":null})"
+      "\n"
+      R"({"chosen":"Maß Öl","rejected":"Maß Übel"})"
+      "\n";
+  ImportSummary s = import_text(store, dir, text, fmt(ImportFormat::kTrl));
+  EXPECT_EQ(s.imported, 3);
+  auto pairs = store.pairs();
+  ASSERT_EQ(pairs.size(), 3u);
+  EXPECT_EQ(pairs[0].prompt, Json::parse(R"([{"role":"system","content":"S"},
+                                             {"role":"user","content":"2+2?"}])"));
+  EXPECT_EQ(pairs[0].chosen, msgs("assistant", "4"));
+  EXPECT_EQ(pairs[0].rejected, Json::parse(R"([{"role":"assistant","content":"5"},
+                                               {"role":"user","content":"sure?"}])"));
+  // Texts split at the first differing character; the space before it goes with the answers
+  // (TRL's extract_prompt does the same).
+  EXPECT_EQ(pairs[1].prompt, "The sky is");
+  EXPECT_EQ(pairs[1].chosen, " blue.");
+  EXPECT_EQ(pairs[1].rejected, " green.");
+  // Ö and Ü share their first UTF-8 byte (C3); the cut never splits a character.
+  EXPECT_EQ(pairs[2].prompt, "Maß");
+  EXPECT_EQ(pairs[2].chosen, " Öl");
+  EXPECT_EQ(pairs[2].rejected, " Übel");
+}
+
 TEST(Import, HhRlhfSplitsTheSharedPrompt) {
   TempDir dir;
   auto store = Store::open(dir / "s.db");
@@ -327,6 +358,20 @@ std::vector<BadCase> bad_cases() {
        ":2: field 'messages'", "list"},
       {"messages bad role", ImportFormat::kMessages, R"({"messages":[{"role":"","content":"x"}]})",
        ":2: field 'messages[0].role'", "non-empty"},
+      {"messages unknown role", ImportFormat::kMessages,
+       R"({"messages":[{"role":"usr","content":"x"}]})", ":2: field 'messages[0].role'",
+       "unknown role 'usr'"},
+      {"implicit prompt, nothing shared", ImportFormat::kTrl,
+       R"({"chosen":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],)"
+       R"("rejected":[{"role":"user","content":"Q"},{"role":"assistant","content":"b"}]})",
+       ":2: field 'rejected[0]'", "share no first message"},
+      {"implicit prompt, nothing after", ImportFormat::kTrl,
+       R"({"chosen":[{"role":"user","content":"q"}],)"
+       R"("rejected":[{"role":"user","content":"q"},{"role":"assistant","content":"b"}]})",
+       ":2: field 'chosen'", "nothing follows"},
+      {"implicit prompt, mixed shapes", ImportFormat::kTrl,
+       R"({"chosen":[{"role":"user","content":"q"}],"rejected":"b"})", ":2: field 'prompt'",
+       "both message lists or both texts"},
   };
 }
 

@@ -222,6 +222,12 @@ TEST_F(AverageTest, BadOptionsAreUsageErrors) {
   EXPECT_THROW(average_checkpoints({{a, b}, {1, 0}, out}), UsageError);
   EXPECT_THROW(average_checkpoints({{a, b}, {1, -2}, out}), UsageError);
   EXPECT_THROW(average_checkpoints({{a, b}, {}, a}), UsageError);
+  fs::create_directories(out);
+  write_text(fs::path(out) / "notes.txt", "mine");
+  EXPECT_THROW(average_checkpoints({{a, b}, {}, out}), UsageError);  // not empty
+  EXPECT_EQ(read_text(fs::path(out) / "notes.txt"), "mine");
+  EXPECT_NO_THROW(average_checkpoints({{a, b}, {}, out, true}));
+  EXPECT_EQ(read_text(fs::path(out) / "notes.txt"), "mine");  // only checkpoint files replaced
   EXPECT_THROW(parse_weights("1,x"), UsageError);
   EXPECT_THROW(parse_weights("1,2.5abc"), UsageError);
   EXPECT_EQ(parse_weights("1,2.5,3e-1"), (std::vector<double>{1, 2.5, 0.3}));
@@ -268,8 +274,16 @@ TEST_F(AverageTest, CommandLine) {
       << read_text(err);
   expect_mean(out, {a, b}, {0.25, 0.75}, 1e-7);
   EXPECT_EQ(datastore::Store::open(db).checkpoints(std::string("average")).size(), 1u);
+  // The finished checkpoint in `out` is not replaced by accident: a usage error (2) naming
+  // --overwrite, the weights untouched; with --overwrite the new mean replaces them.
+  EXPECT_EQ(run("--output " + out + " " + a + " " + b + " --weights 3,1"), 2);
+  EXPECT_NE(read_text(err).find("--overwrite"), std::string::npos) << read_text(err);
+  expect_mean(out, {a, b}, {0.25, 0.75}, 1e-7);
+  EXPECT_EQ(run("--output " + out + " " + a + " " + b + " --weights 3,1 --overwrite"), 0)
+      << read_text(err);
+  expect_mean(out, {a, b}, {0.75, 0.25}, 1e-7);
   write_text(fs::path(b) / "tokenizer.json", "{}");
-  EXPECT_NE(run("--out " + out + " " + a + " " + b), 0);
+  EXPECT_NE(run("--out " + out + " " + a + " " + b + " --overwrite"), 0);
   EXPECT_NE(read_text(err).find("tokenizer mismatch"), std::string::npos) << read_text(err);
   EXPECT_NE(run("--output " + out + " " + a + " " + b + " --weights 1,-1"), 0);
 }

@@ -125,6 +125,12 @@ TEST_F(Cli, SynthMathWithCandidatesKeepsCorrectedDialoguesAndStores) {
   auto store = datastore::Store::open(path("s.db"));
   auto dialogues = store.dialogues({}, std::string("synth-math"));
   ASSERT_EQ(dialogues.size(), 2u);
+  // Kept dialogues are selected as SFT data of their round (0 here), in order.
+  auto selected = store.selected_samples(0);
+  ASSERT_EQ(selected.size(), 2u);
+  EXPECT_EQ(selected[0].id, dialogues[0].id);
+  EXPECT_EQ(selected[1].messages, dialogues[1].messages);
+  EXPECT_EQ(selected[1].reason, "synth math: passed");
   ASSERT_TRUE(dialogues[1].problem_id.has_value());
   auto attempts = store.synthetic_attempts(*dialogues[1].problem_id);
   ASSERT_EQ(attempts.size(), 2u);

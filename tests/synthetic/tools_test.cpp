@@ -151,6 +151,22 @@ TEST(ToolCheck, RightWrongAndDisallowed) {
   EXPECT_FALSE(dangling.passed);
 }
 
+// synthetic/README.md: `Environment: ipython` is tool-call mode; the code interpreter is offered
+// per task, and a task without it says so in its system prompt, as the checker then refuses it.
+TEST(ToolSystemPrompt, SaysWhetherTheCodeInterpreterIsOffered) {
+  const std::string calc = tool_system_prompt({"calculator"});
+  EXPECT_EQ(calc.rfind("Environment: ipython\nTools: calculator\n", 0), 0u) << calc;
+  EXPECT_NE(calc.find("code interpreter is not available"), std::string::npos) << calc;
+  ToolCheck code = check_tool_attempt("<|python_tag|>print(6*7)<|eom_id|>Answer: 42", "42",
+                                      registry(), {"calculator"}, true);
+  EXPECT_FALSE(code.passed);
+  EXPECT_NE(code.feedback.find("tool 'code_interpreter' is not available here"),
+            std::string::npos);
+  const std::string py = tool_system_prompt({"python"});
+  EXPECT_EQ(py.find("not available"), std::string::npos) << py;
+  EXPECT_NE(py.find("right after <|python_tag|>"), std::string::npos) << py;
+}
+
 TEST(ToolProblems, DeterministicAndAnswerableWithTheTools) {
   auto a = make_tool_problems(11, 40, 0), b = make_tool_problems(11, 40, 0);
   std::set<std::string> families;
