@@ -16,6 +16,7 @@
 #include "core/data/examples.h"
 #include "core/tokenizer/chat_template.h"
 #include "datastore/store.h"
+#include "sft/sft_examples.h"
 
 namespace fs = std::filesystem;
 
@@ -140,9 +141,9 @@ class RowReader {
   std::vector<int64_t> render_pair(const json& prompt, const json& completion,
                                    const JsonlReader& reader) {
     const json pair = {{"prompt", prompt}, {"completion", completion}};
-    const auto ex = core::parse_sft_example(pair, reader.where(), o_.prompt_completion_as_text);
+    const auto ex = sft::parse_sft_example(pair, reader.where(), o_.prompt_completion_as_text);
     const auto& tok = tok_(reader.where());
-    return core::tokenize_sft_example(tok, format(tok), ex).ids;
+    return sft::tokenize_sft_example(tok, format(tok), ex).ids;
   }
 
   const ScoreOptions& o_;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "app/model_commands/stage_config.h"
 #include "app/options.h"
 #include "dpo/dpo.h"
 #include "dpo/dpo_eval.h"
@@ -14,13 +15,7 @@ namespace {
 
 int run_train(const std::vector<std::string>& args) {
   const auto schema = dpo::dpo_schema();
-  po::options_description desc("options");
-  desc.add_options()("config", po::value<std::string>(), "JSON config file (// comments allowed)")(
-      "set", po::value<std::vector<std::string>>()->composing(),
-      "override one key: --set section.key=value (repeatable; JSON values, or plain strings)")(
-      "print-config", po::bool_switch(), "print the resolved config (defaults filled) and exit");
-  add_output_option(desc, "alias of --set output.dir=DIR");
-  const std::string usage =
+  const std::string usage_head =
       "usage: posttrain dpo train --config FILE [--set section.key=value ...]\n\n"
       "Direct preference optimisation (Llama 3 section 4.1.4). Pairs: JSONL in TRL's forms\n"
       "({\"prompt\", \"chosen\", \"rejected\"} strings or messages, implicit-prompt conversations,\n"
@@ -29,21 +24,11 @@ int run_train(const std::vector<std::string>& args) {
       "ref_logprobs table, else OUT/ref_logprobs.jsonl). Output: OUT/checkpoint-<step>/, the final\n"
       "model in OUT/, OUT/metrics.jsonl (TRL's metric names). Running the same command again\n"
       "resumes. Data parallel: `posttrain launch --nproc N -- posttrain dpo train ...`.\n\n"
-      "config keys:\n" +
-      schema.describe();
-  po::variables_map vm;
-  if (!parse_options(usage, desc, args, &vm)) return 0;
-  if (!vm.count("config")) throw UsageError("--config is required (see --help)");
-  std::vector<std::string> sets;
-  if (vm.count("set")) sets = vm["set"].as<std::vector<std::string>>();
-  if (auto out = output_path(vm)) sets.push_back("output.dir=" + *out);
-  const nlohmann::json resolved = schema.load(vm["config"].as<std::string>(), sets);
-  dpo::dpo_options(resolved);  // cross-key checks before anything loads
-  if (vm["print-config"].as<bool>()) {
-    std::cout << resolved.dump(2) << "\n";
-    return 0;
-  }
-  dpo::run_dpo(resolved);
+      "";
+  const auto resolved = load_stage_config(
+      schema, usage_head, args, [](const nlohmann::json& r) { dpo::dpo_options(r); });
+  if (!resolved) return 0;
+  dpo::run_dpo(*resolved);
   return 0;
 }
 

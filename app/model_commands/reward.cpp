@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "app/model_commands/stage_config.h"
 #include "app/options.h"
 #include "common/error.h"
 #include "core/tokenizer/tokenizer.h"
@@ -22,13 +23,7 @@ const char* kRewardUsage =
 
 int run_train(const std::vector<std::string>& args) {
   const auto schema = reward::reward_schema();
-  po::options_description desc("options");
-  desc.add_options()("config", po::value<std::string>(), "JSON config file (// comments allowed)")(
-      "set", po::value<std::vector<std::string>>()->composing(),
-      "override one key: --set section.key=value (repeatable; JSON values, or plain strings)")(
-      "print-config", po::bool_switch(), "print the resolved config (defaults filled) and exit");
-  add_output_option(desc, "alias of --set output.dir=DIR");
-  const std::string usage =
+  const std::string usage_head =
       "usage: posttrain reward train --config FILE [--set section.key=value ...]\n\n"
       "Trains a reward model (LlamaForSequenceClassification, num_labels 1) with the pairwise\n"
       "Bradley-Terry loss on every ordered pair of each ranking (edited > chosen > rejected).\n"
@@ -37,21 +32,11 @@ int run_train(const std::vector<std::string>& args) {
       "(data.store).\nOutput: OUT/checkpoint-<step>/, the final model in OUT/, "
       "OUT/metrics.jsonl (loss, accuracy,\nmargin, reward_chosen, reward_rejected; eval_* at eval "
       "steps). Running the same command again\nresumes. Data parallel: `posttrain launch --nproc N "
-      "-- posttrain reward train ...`.\n\nconfig keys:\n" +
-      schema.describe();
-  po::variables_map vm;
-  if (!parse_options(usage, desc, args, &vm)) return 0;
-  if (!vm.count("config")) throw UsageError("--config is required (see --help)");
-  std::vector<std::string> sets;
-  if (vm.count("set")) sets = vm["set"].as<std::vector<std::string>>();
-  if (auto out = output_path(vm)) sets.push_back("output.dir=" + *out);
-  const nlohmann::json resolved = schema.load(vm["config"].as<std::string>(), sets);
-  reward::reward_data_options(resolved);  // cross-key checks before anything loads
-  if (vm["print-config"].as<bool>()) {
-    std::cout << resolved.dump(2) << "\n";
-    return 0;
-  }
-  reward::run_reward(resolved);
+      "-- posttrain reward train ...`.\n\n";
+  const auto resolved = load_stage_config(
+      schema, usage_head, args, [](const nlohmann::json& r) { reward::reward_data_options(r); });
+  if (!resolved) return 0;
+  reward::run_reward(*resolved);
   return 0;
 }
 

@@ -26,6 +26,9 @@
 #include "core/model/llama_config.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+// The SFT row reader lives in sft/ (core knows no stage); its rows are fuzzed here beside the
+// other readers, so test_core links posttrain_sft (tests/CMakeLists.txt).
+#include "sft/sft_examples.h"
 
 namespace fs = std::filesystem;
 
@@ -243,8 +246,8 @@ TEST(FuzzReaders, JsonlRowShapes) {
            (void)row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
            for (bool as_text : {false, true}) {
              try {
-               SftExample ex = parse_sft_example(row, reader.where(), as_text);
-               tokenize_sft_example(tok, ChatFormat::kLlama3, ex);
+               sft::SftExample ex = sft::parse_sft_example(row, reader.where(), as_text);
+               sft::tokenize_sft_example(tok, ChatFormat::kLlama3, ex);
              } catch (const Error&) {
              }
            }
