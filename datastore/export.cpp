@@ -86,7 +86,7 @@ class Deduper {
  public:
   explicit Deduper(bool on) : on_(on) {}
   bool first_time(const std::string& line) {
-    return !on_ || seen_.insert(internal::digest(line)).second;
+    return !on_ || seen_.insert(sha256_digest(line)).second;
   }
 
  private:

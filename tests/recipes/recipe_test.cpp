@@ -125,6 +125,8 @@ TEST(RecipeParse, RewardAndDpoStagesUseTheirCommandsSchemas) {
   json reward_cfg = sft_config(1e-3, 0, 2);
   json dpo_cfg = sft_config(1e-3, 0, 2);
   dpo_cfg["dpo"] = {{"beta", 0.1}};
+  dpo_cfg["data"].erase("max_seq_len");  // DPO names its length limit data.max_length
+  dpo_cfg["data"]["max_length"] = 128;
   doc["rounds"][1]["stages"] = {
       {{"name", "rm"}, {"kind", "reward"}, {"config", reward_cfg}},
       {{"name", "dpo"}, {"kind", "dpo"}, {"config", dpo_cfg}},
