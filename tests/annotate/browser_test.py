@@ -204,13 +204,23 @@ def check_store(bin_, db):
         {"prompt": PROMPTS[1]["prompt"], "chosen": "Paris.", "rejected": "It is Lyon.",
          "strength": "significantly_better"},
     ]
+    # The export writes one shape per file: as a prompt here is a message list, every text
+    # prompt becomes one user message and every text response one assistant message.
+    def as_messages(value, role):
+        return value if isinstance(value, list) else [{"role": role, "content": value}]
+    want = [{"prompt": as_messages(w["prompt"], "user"),
+             "chosen": as_messages(w["chosen"], "assistant"),
+             "rejected": as_messages(w["rejected"], "assistant"),
+             "strength": w["strength"]} for w in want]
     check(rows == want, f"trl export holds {rows}, expected {want}")
     ranked = run([bin_, "store", "export", "--store", db, "--format", "trl", "--expand-rankings",
                   "--out", "-"]).stdout
     pairs = [(r["chosen"], r["rejected"]) for r in map(json.loads, ranked.splitlines())
              if r["prompt"] == PROMPTS[1]["prompt"]]
     edited = "Paris is the capital of France."
-    check(pairs == [(edited, "Paris."), (edited, "It is Lyon."), ("Paris.", "It is Lyon.")],
+    want_pairs = [(edited, "Paris."), (edited, "It is Lyon."), ("Paris.", "It is Lyon.")]
+    want_pairs = [(as_messages(a, "assistant"), as_messages(b, "assistant")) for a, b in want_pairs]
+    check(pairs == want_pairs,
           f"edited ranking is {pairs}")
     stats = json.loads(run([bin_, "annotate", "stats", "--store", db, "--json"]).stdout)
     check(stats["judgements"] == 2 and stats["skips"] == 1 and stats["edits"] == 1,
