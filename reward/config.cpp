@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "core/data/sources.h"
 #include "core/train/trainer_options.h"
 
 namespace fs = std::filesystem;
@@ -14,34 +15,6 @@ using core::ConfigKey;
 using core::ConfigType;
 
 namespace {
-
-// data.sources: a list of paths or {"path": P, "weight": W > 0} objects (as SFT's).
-std::string check_sources(const nlohmann::json& v) {
-  if (!v.is_array()) return std::string("expected a list of sources, got ") + v.type_name();
-  for (size_t i = 0; i < v.size(); ++i) {
-    const auto& s = v[i];
-    const std::string at = "[" + std::to_string(i) + "]";
-    std::string path;
-    if (s.is_string()) {
-      path = s.get<std::string>();
-    } else if (s.is_object()) {
-      for (auto it = s.begin(); it != s.end(); ++it) {
-        if (it.key() != "path" && it.key() != "weight") {
-          return at + ": unknown key '" + it.key() + "' (path, weight)";
-        }
-      }
-      if (!s.contains("path") || !s["path"].is_string()) return at + ".path: expected a string";
-      path = s["path"].get<std::string>();
-      if (s.contains("weight") && (!s["weight"].is_number() || s["weight"].get<double>() <= 0)) {
-        return at + ".weight: expected a number > 0";
-      }
-    } else {
-      return at + ": expected a path or {\"path\", \"weight\"}";
-    }
-    if (!fs::exists(path)) return at + ": path does not exist: " + path;
-  }
-  return "";
-}
 
 std::string check_rounds(const nlohmann::json& v) {
   if (!v.is_array()) return std::string("expected a list of rounds, got ") + v.type_name();
@@ -90,7 +63,7 @@ core::ConfigSchema reward_schema() {
          "JSONL preference files (TRL prompt/chosen/rejected, strings or message lists; "
          "{\"prompt\", \"responses\", \"ranking\"} rows): [\"a.jsonl\", {\"path\": \"b.jsonl\", "
          "\"weight\": 0.5}]",
-         check_sources});
+         core::check_data_sources});
   s.add({"data", "store", T::kPath, nullptr, false, {},
          "SQLite store whose preference pairs are read (with their edits: edited > chosen > "
          "rejected)"});

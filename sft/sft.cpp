@@ -1,4 +1,5 @@
 // posttrain sft: the config schema and the stage (data in sft_data.cpp, loss in sft_loss.cpp).
+#include "core/data/sources.h"
 #include "sft/sft.h"
 
 #include "core/train/stage.h"
@@ -28,7 +29,7 @@ core::ConfigSchema sft_schema() {
   s.add({"data", "sources", T::kJson, nlohmann::json::array(), false, {},
          "JSONL training files: [\"a.jsonl\", {\"path\": \"b.jsonl\", \"weight\": 0.5}]; a "
          "weight w uses floor(w) copies plus a seeded fraction w - floor(w) of the file per epoch",
-         check_sft_sources});
+         core::check_data_sources});
   s.add({"data", "store", T::kPath, nullptr, false, {},
          "SQLite store to read a round's selected samples from (with data.store_round)"});
   // The store's keys mean nothing without a store: setting one alone is a config error.

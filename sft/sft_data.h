@@ -37,8 +37,6 @@ struct SftDataOptions {
 // Reads and cross-checks the data section of a resolved config (InputError naming the key).
 SftDataOptions sft_data_options(const nlohmann::json& resolved);
 
-// The schema check of data.sources: "" when valid, else what is wrong.
-std::string check_sft_sources(const nlohmann::json& sources);
 
 // Reads, tokenises, limits, splits and mixes the configured data.
 core::Mixture build_sft_data(const SftDataOptions& options, const core::Tokenizer& tokenizer,
