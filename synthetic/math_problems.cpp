@@ -114,6 +114,20 @@ void arithmetic(Rng& rng, int difficulty, MathProblem* p) {
   }
 }
 
+// ---- addition: one sum or difference of two numbers (opt-in: `--family addition`) ----
+// Small enough for a tiny model to learn from scratch in minutes (recipes/tiny_math.json):
+// easy a + b with two-digit numbers, medium three-digit sums and differences, hard four-digit.
+void addition(Rng& rng, int difficulty, MathProblem* p) {
+  const int64_t lo = difficulty == 1 ? 10 : difficulty == 2 ? 100 : 1000;
+  const int64_t a = rng.uniform(lo, lo * 10 - 1), b = rng.uniform(lo, lo * 10 - 1);
+  const bool minus = difficulty > 1 && rng.uniform(0, 1) == 1;
+  const Rational value = minus ? Rational(a) - Rational(b) : Rational(a) + Rational(b);
+  const std::string expr = std::to_string(a) + (minus ? " - " : " + ") + std::to_string(b);
+  p->prompt = "Compute the exact value of " + expr + ".";
+  p->answer = value;
+  p->solution = expr + " = " + value.decimal_or_fraction() + "\n";
+}
+
 // ---- word problems ----
 const std::vector<std::string> kNames = {"Maya",  "Tomas", "Aiko", "Lena", "Omar", "Priya",
                                          "Jonas", "Zara",  "Ravi", "Elif", "Noah", "Ines"};
@@ -232,19 +246,48 @@ void discount(Rng& rng, int difficulty, MathProblem* p) {
   p->solution = steps.text;
 }
 
-}  // namespace
-
-MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty) {
-  Rng rng(seed, static_cast<uint64_t>(index));
-  MathProblem p;
-  p.difficulty = difficulty == 0 ? static_cast<int>(rng.uniform(1, 3)) : difficulty;
-  using Family = void (*)(Rng&, int, MathProblem*);
+using Family = void (*)(Rng&, int, MathProblem*);
+// The families a run draws from when --family names none (the same draws as before the
+// opt-in families existed, so old seeds give the same problems).
+const std::vector<std::pair<std::string, Family>>& default_families() {
   static const std::vector<std::pair<std::string, Family>> families = {{"arithmetic", arithmetic},
                                                                        {"shopping", shopping},
                                                                        {"sharing", sharing},
                                                                        {"speed", speed},
                                                                        {"discount", discount}};
-  const auto& family = rng.pick(families);
+  return families;
+}
+
+// Every family: the defaults, then the opt-in ones.
+const std::vector<std::pair<std::string, Family>>& family_table() {
+  static const std::vector<std::pair<std::string, Family>> families = [] {
+    auto all = default_families();
+    all.emplace_back("addition", addition);
+    return all;
+  }();
+  return families;
+}
+
+}  // namespace
+
+const std::vector<std::string>& math_family_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& entry : family_table()) out.push_back(entry.first);
+    return out;
+  }();
+  return names;
+}
+
+MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty,
+                              const DrawFilter& filter) {
+  Rng rng(seed, static_cast<uint64_t>(index));
+  MathProblem p;
+  p.difficulty = difficulty == 0 ? static_cast<int>(rng.uniform(1, 3)) : difficulty;
+  const auto allowed =
+      filter.families.empty() ? default_families()
+                             : select_families(family_table(), filter.families, "math");
+  const auto& family = rng.pick(allowed);
   p.family = family.first;
   family.second(rng, p.difficulty, &p);
   p.prompt += "\n\n";
@@ -253,7 +296,8 @@ MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty) {
   return p;
 }
 
-std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int difficulty) {
+std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int difficulty,
+                                            const DrawFilter& filter) {
   std::vector<MathProblem> out;
   std::set<std::string> seen;
   for (int64_t i = 0; static_cast<int64_t>(out.size()) < count; ++i) {
@@ -261,7 +305,8 @@ std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int di
       throw UsageError("cannot draw " + std::to_string(count) + " distinct math problems at " +
                        "this difficulty; lower --count");
     }
-    MathProblem p = make_math_problem(seed, i, difficulty);
+    MathProblem p = make_math_problem(seed, i, difficulty, filter);
+    if (!in_split(filter.split, p.prompt)) continue;
     if (!seen.insert(p.prompt).second) continue;
     p.id = "math-" + std::to_string(seed) + "-" + std::to_string(out.size());
     out.push_back(std::move(p));

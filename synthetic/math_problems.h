@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "synthetic/draw_filter.h"
+
 #include "synthetic/rational.h"
 
 namespace posttrain::synthetic {
@@ -26,10 +28,17 @@ struct MathProblem {
   std::string solution;  // a worked solution ending in "Answer: ..."
 };
 
-// The index-th problem of a run. Same (seed, index, difficulty) -> same problem.
-MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty);
+// The family names, in the order problems draw them.
+const std::vector<std::string>& math_family_names();
+
+// The index-th problem of a run. Same (seed, index, difficulty, families) -> same problem.
+// `families` (names from math_family_names()) restricts the draw; empty = every family, and
+// then the problems are those of earlier versions (the filter draws among the named ones only).
+MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty,
+                              const DrawFilter& filter = {});
 // `count` problems with distinct prompts (exact duplicates are skipped and replaced).
-std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int difficulty);
+std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int difficulty,
+                                            const DrawFilter& filter = {});
 
 nlohmann::json to_json(const MathProblem& p);
 

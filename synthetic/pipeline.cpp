@@ -104,6 +104,22 @@ std::string final_text(const Correction& c) {
   return last.candidate;
 }
 
+// {id: [reference solution]} for every problem that has one; a run where none has one (code,
+// or only tool families without an obvious call) is a UsageError rather than an empty result.
+std::map<std::string, json> reference_candidates(const std::vector<SynthItem>& items) {
+  std::map<std::string, json> out;
+  for (const auto& item : items) {
+    auto it = item.problem.find("reference_solution");
+    if (it != item.problem.end() && it->is_string()) out.emplace(item.id, json::array({*it}));
+  }
+  if (out.empty()) {
+    throw UsageError(
+        "--reference: these problems carry no reference solution (math has one; tool only "
+        "for --family calc)");
+  }
+  return out;
+}
+
 std::map<std::string, json> read_candidates(const std::string& path,
                                             const std::set<std::string>& ids) {
   JsonlReader reader(path);
@@ -172,7 +188,11 @@ SynthResult run_synth(const SynthOptions& o) {
   std::vector<Check> checks;
   std::unique_ptr<Sandbox> sandbox;
   std::unique_ptr<ToolRegistry> registry;
-  const bool checking = o.candidates.has_value();
+  if (o.reference && o.candidates) throw UsageError("give --reference or --candidates, not both");
+  if ((!o.filter.families.empty() || o.filter.split != Split::kAll) && o.kind == Kind::kCode) {
+    throw UsageError("--family and --split apply to math and tool problems");
+  }
+  const bool checking = o.candidates.has_value() || o.reference;
   if (checking && o.kind != Kind::kMath) sandbox = make_sandbox(o.sandbox);
 
   auto add = [&](json problem, json checker, json head, Check check) {
@@ -185,7 +205,7 @@ SynthResult run_synth(const SynthOptions& o) {
     checks.push_back(std::move(check));
   };
   if (o.kind == Kind::kMath) {
-    for (const auto& p : make_math_problems(o.seed, o.count, o.difficulty)) {
+    for (const auto& p : make_math_problems(o.seed, o.count, o.difficulty, o.filter)) {
       add(to_json(p), {{"answer", p.answer.decimal_or_fraction()}},
           json::array({{{"role", "user"}, {"content", p.prompt}}}),
           math_checker(p.answer, o.check_steps));
@@ -203,7 +223,7 @@ SynthResult run_synth(const SynthOptions& o) {
     }
   } else {
     registry = std::make_unique<ToolRegistry>(sandbox.get(), documents(o.docs_dir));
-    for (const auto& p : make_tool_problems(o.seed, o.count, o.difficulty)) {
+    for (const auto& p : make_tool_problems(o.seed, o.count, o.difficulty, o.filter)) {
       add(to_json(p), {{"answer", p.answer}, {"tools", p.tools}},
           json::array({{{"role", "system"}, {"content", p.system}},
                        {{"role", "user"}, {"content", p.prompt}}}),
@@ -214,7 +234,8 @@ SynthResult run_synth(const SynthOptions& o) {
 
   std::set<std::string> ids;
   for (const auto& item : result.items) ids.insert(item.id);
-  auto candidates = read_candidates(*o.candidates, ids);
+  auto candidates = o.reference ? reference_candidates(result.items)
+                                : read_candidates(*o.candidates, ids);
   parallel_for(static_cast<int64_t>(result.items.size()), o.workers, [&](int64_t i, int worker) {
     SynthItem& item = result.items[i];
     auto it = candidates.find(item.id);

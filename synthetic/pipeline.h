@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "synthetic/draw_filter.h"
 #include "synthetic/filters.h"
 #include "synthetic/sandbox.h"
 #include "synthetic/self_correct.h"
@@ -24,7 +25,11 @@ struct SynthOptions {
   int64_t count = 0;
   uint64_t seed = 0;
   int difficulty = 0;                        // 0 mixed, 1..3
+  DrawFilter filter;                         // math/tool: families and train/held-out split
   std::optional<std::string> candidates;     // JSONL {"id", "attempts": [...]}
+  // Check each problem's own reference solution as its one candidate (math; tool calc), so
+  // the kept dialogues are seed SFT data that went through the same checker.
+  bool reference = false;
   std::optional<std::string> problems_file;  // code problems from JSONL instead of built-ins
   std::optional<std::string> docs_dir;       // lookup documents instead of the built-in set
   int max_attempts = 3;

@@ -91,6 +91,8 @@ void calc(Rng& rng, int d, ToolProblem* p) {
   p->tools = {"calculator"};
   p->prompt = "What is the exact value of " + expr + "? Use the calculator.";
   p->answer = value.decimal_or_fraction();
+  p->reference_solution = "<|python_tag|>calculator.call(expression=\"" + expr +
+                          "\")<|eom_id|>Answer: " + p->answer.get<std::string>();
 }
 
 void lookup(Rng& rng, int d, ToolProblem* p) {
@@ -164,23 +166,39 @@ void python_task(Rng& rng, int d, ToolProblem* p) {
   }
 }
 
+using Family = void (*)(Rng&, int, ToolProblem*);
+const std::vector<std::pair<std::string, Family>>& family_table() {
+  static const std::vector<std::pair<std::string, Family>> families = {
+      {"calc", calc}, {"lookup", lookup}, {"lookup_calc", lookup_calc}, {"python", python_task}};
+  return families;
+}
+
 }  // namespace
 
-ToolProblem make_tool_problem(uint64_t seed, int64_t index, int difficulty) {
+const std::vector<std::string>& tool_family_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& entry : family_table()) out.push_back(entry.first);
+    return out;
+  }();
+  return names;
+}
+
+ToolProblem make_tool_problem(uint64_t seed, int64_t index, int difficulty,
+                              const DrawFilter& filter) {
   Rng rng(seed ^ 0x7001ull, static_cast<uint64_t>(index));
   ToolProblem p;
   p.difficulty = difficulty == 0 ? static_cast<int>(rng.uniform(1, 3)) : difficulty;
-  using Family = void (*)(Rng&, int, ToolProblem*);
-  static const std::vector<std::pair<std::string, Family>> families = {
-      {"calc", calc}, {"lookup", lookup}, {"lookup_calc", lookup_calc}, {"python", python_task}};
-  const auto& f = rng.pick(families);
+  const auto allowed = select_families(family_table(), filter.families, "tool");
+  const auto& f = rng.pick(allowed);
   p.family = f.first;
   f.second(rng, p.difficulty, &p);
   p.system = tool_system_prompt(p.tools);
   return p;
 }
 
-std::vector<ToolProblem> make_tool_problems(uint64_t seed, int64_t count, int difficulty) {
+std::vector<ToolProblem> make_tool_problems(uint64_t seed, int64_t count, int difficulty,
+                                            const DrawFilter& filter) {
   std::vector<ToolProblem> out;
   std::set<std::string> seen;
   for (int64_t i = 0; static_cast<int64_t>(out.size()) < count; ++i) {
@@ -188,7 +206,8 @@ std::vector<ToolProblem> make_tool_problems(uint64_t seed, int64_t count, int di
       throw UsageError("cannot draw " + std::to_string(count) +
                        " distinct tool problems; lower --count");
     }
-    ToolProblem p = make_tool_problem(seed, i, difficulty);
+    ToolProblem p = make_tool_problem(seed, i, difficulty, filter);
+    if (!in_split(filter.split, p.prompt)) continue;
     if (!seen.insert(p.prompt).second) continue;
     p.id = "tool-" + std::to_string(seed) + "-" + std::to_string(out.size());
     out.push_back(std::move(p));
@@ -197,10 +216,12 @@ std::vector<ToolProblem> make_tool_problems(uint64_t seed, int64_t count, int di
 }
 
 nlohmann::json to_json(const ToolProblem& p) {
-  return {{"id", p.id},         {"kind", "tool"},
+  nlohmann::json j = {{"id", p.id},         {"kind", "tool"},
           {"family", p.family}, {"difficulty", difficulty_name(p.difficulty)},
           {"system", p.system}, {"prompt", p.prompt},
           {"tools", p.tools},   {"answer", p.answer}};
+  if (!p.reference_solution.empty()) j["reference_solution"] = p.reference_solution;
+  return j;
 }
 
 }  // namespace posttrain::synthetic

@@ -4,6 +4,8 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "app/command.h"
@@ -16,8 +18,8 @@ namespace posttrain::app {
 namespace {
 
 const char kUsage[] =
-    "usage: posttrain synth math|code|tool --count N [--seed S] [--difficulty LEVEL]\n"
-    "         [--candidates FILE | --model DIR] (--output FILE.jsonl | --store DB)\n\n"
+    "usage: posttrain synth math|code|tool --count N [--seed S] [--difficulty LEVEL] [--family F]\n"
+    "         [--candidates FILE | --reference | --model DIR] (--output FILE.jsonl | --store DB)\n\n"
     "Without candidates: writes the problems. With --candidates (JSONL lines {\"id\", "
     "\"attempts\": [...]}, ids as in the problems of the same --seed/--count/--difficulty), "
     "checks attempt 1, feeds the checker's feedback back and checks the next attempt, up to "
@@ -62,7 +64,16 @@ int run_synth_command(const std::vector<std::string>& args) {
       ("seed", po::value<uint64_t>()->default_value(0), "the same seed gives the same problems")
       ("difficulty", po::value<std::string>()->default_value("mixed"),
        "easy, medium, hard or mixed")
+      ("family", po::value<std::vector<std::string>>()->composing(),
+       "math/tool: only these families (repeatable or comma-separated; math: arithmetic, "
+       "shopping, sharing, speed, discount, and addition (never drawn unless named); tool: calc, "
+       "lookup, lookup_calc, python)")
+      ("split", po::value<std::string>()->default_value("all"),
+       "math/tool: all, or one side of a fixed split of the problem space by prompt text (1 in "
+       "10 held out): train for training data, heldout for evaluation, never overlapping")
       ("candidates", po::value<std::string>(), "JSONL of {\"id\", \"attempts\": [...]} to check")
+      ("reference", "check each problem's own reference solution as its candidate (math; tool "
+       "calc): verified seed data for SFT")
       ("model", po::value<std::string>(), "generate candidates with this model (needs the decoder)")
       ("store", po::value<std::string>(), "also write problems, attempts and kept dialogues here")
       ("round", po::value<int>()->default_value(0), "round recorded in the store")
@@ -106,6 +117,19 @@ int run_synth_command(const std::vector<std::string>& args) {
   o.seed = vm["seed"].as<uint64_t>();
   o.difficulty = synthetic::parse_difficulty(vm["difficulty"].as<std::string>());
   if (vm.count("candidates")) o.candidates = vm["candidates"].as<std::string>();
+  o.reference = vm.count("reference") > 0;
+  o.filter.split = synthetic::parse_split(vm["split"].as<std::string>());
+  if (vm.count("family")) {
+    for (const auto& given : vm["family"].as<std::vector<std::string>>()) {
+      size_t start = 0;
+      while (start <= given.size()) {
+        size_t comma = given.find(',', start);
+        if (comma == std::string::npos) comma = given.size();
+        if (comma > start) o.filter.families.push_back(given.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
+  }
   if (vm.count("problems")) {
     if (o.kind != synthetic::Kind::kCode) throw UsageError("--problems is for synth code");
     o.problems_file = vm["problems"].as<std::string>();
