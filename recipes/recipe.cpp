@@ -132,7 +132,7 @@ Recipe parse_recipe(const json& input, const std::string& source,
                     const std::vector<std::string>& overrides) {
   if (!input.is_object()) throw key_error(source, "", "a recipe must be a JSON object");
   const json doc = apply_overrides(input, overrides);
-  only_keys(doc, {"name", "model", "store", "num_rounds", "rounds"}, source, "");
+  only_keys(doc, {"name", "model", "store", "num_rounds", "rounds", "launcher"}, source, "");
   Recipe r;
   r.source = source;
   r.name = string_field(doc, "name", source, "");
@@ -145,6 +145,13 @@ Recipe parse_recipe(const json& input, const std::string& source,
       throw key_error(source, "num_rounds", "expected an integer in [1, 1000]");
     }
     r.num_rounds = n.get<int>();
+  }
+  if (doc.contains("launcher")) {
+    const json& l = doc["launcher"];
+    bool ok = l.is_array();
+    for (const auto& a : l) ok = ok && a.is_string() && !a.get<std::string>().empty();
+    if (!ok) throw key_error(source, "launcher", "expected a list of non-empty strings (argv)");
+    r.launcher = l.get<std::vector<std::string>>();
   }
   if (!doc.contains("rounds") || !doc["rounds"].is_array() || doc["rounds"].empty()) {
     throw key_error(source, "rounds", "required: a non-empty list of {\"stages\": [...]}");

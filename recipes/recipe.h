@@ -6,6 +6,7 @@
 //     "model": {"init": {"preset": "tiny", "seed": 0}},   // or "model": "path/to/hf/folder"
 //     "store": "store.db",                      // relative to the output folder, or absolute
 //     "num_rounds": 3,                          // --rounds overrides
+//     "launcher": ["posttrain", "launch", "--nproc", "8", "--"],  // optional, training stages
 //     "rounds": [ {"stages": [...]}, {"stages": [...]} ]  // round r uses rounds[min(r, n-1)]
 //   }
 //
@@ -43,6 +44,11 @@ struct Recipe {
   std::string store = "store.db";
   int num_rounds = 1;
   std::vector<RoundSpec> rounds;
+  // What starts the training stages (sft, reward, dpo) on several GPUs or nodes: an argv prefix
+  // put before `POSTTRAIN stage-args...`, e.g. ["posttrain", "launch", "--nproc", "8", "--"]
+  // or ["srun", "--ntasks-per-node=8"]; an element "posttrain" is this program. Empty = run
+  // the stage directly.
+  std::vector<std::string> launcher;
 
   // The stages of round r (the last round's list repeats).
   const RoundSpec& round(int r) const;

@@ -48,7 +48,8 @@ int run_process(const std::string& exe, const std::vector<std::string>& args) {
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the runner died before prctl took effect
-    ::execv(exe.c_str(), argv.data());
+    // A bare name (a launcher such as srun) is looked up on PATH.
+    ::execvp(exe.c_str(), argv.data());
     ::_exit(127);
   }
   int status = 0;
@@ -155,6 +156,23 @@ class Runner {
     }
   }
 
+  // `launcher... POSTTRAIN args...` (recipe.launcher; "posttrain" there is this program).
+  void launch_or_throw(const std::vector<std::string>& args, const std::string& what) {
+    std::vector<std::string> argv;
+    for (const auto& a : recipe_.launcher) argv.push_back(a == "posttrain" ? exe_ : a);
+    argv.push_back(exe_);
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string exe = argv.front();
+    argv.erase(argv.begin());
+    const int status = run_process(exe, argv);
+    if (status != 0) {
+      std::string line = exe;
+      for (const auto& a : argv) line += " " + a;
+      throw Error(what + ": `" + line + "` exited with status " + std::to_string(status) +
+                  " (run the recipe again to retry this stage)");
+    }
+  }
+
   std::optional<std::string> lookup(const std::string& name, int round, const std::string& dir) {
     if (name == "policy") return state_.policy;
     if (name == "reward_model") {
@@ -207,7 +225,11 @@ class Runner {
         continue;
       }
       std::cout << label << ": " << command_line(step.args) << std::endl;
-      exec_or_throw(step.args, label);
+      if (kind.trains && !recipe_.launcher.empty()) {
+        launch_or_throw(step.args, label);
+      } else {
+        exec_or_throw(step.args, label);
+      }
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

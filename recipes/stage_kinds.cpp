@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "core/train/config.h"
 #include "dpo/options.h"
+#include "rejection_sampling/config.h"
 #include "reward/config.h"
 #include "sft/sft.h"
 
@@ -91,6 +92,44 @@ std::vector<StageStep> dpo_steps(const json& config, const StageRun& run) {
   return {{{"dpo", "train", "--config", write_stage_config(config, run)}}};
 }
 
+// ---- sample: the keys of `posttrain sample --config` (rejection sampling) ---------------------
+// Samples from the newest policy; prompts default to the round's synthetic problems in the run's
+// store, and the candidates, scores, selections and pairs go to that store and round.
+
+json sample_defaults(const json& config, const std::string& where) {
+  json out = config;
+  if (out.contains("output") && out["output"].is_object()) {
+    for (const char* owned : {"dir", "store", "round"}) {
+      if (out["output"].contains(owned)) {
+        throw InputError({where, 0, std::string("output.") + owned},
+                         "set by the recipe (the stage's folder, the run's store and round); "
+                         "remove it");
+      }
+    }
+  }
+  if (!out.contains("model") || !out["model"].is_object()) out["model"] = json::object();
+  if (!out["model"].contains("path")) out["model"]["path"] = "${policy}";
+  if (!out.contains("prompts") || !out["prompts"].is_object()) out["prompts"] = json::object();
+  if (!out["prompts"].contains("path") && !out["prompts"].contains("store")) {
+    out["prompts"]["store"] = "${store}";
+    out["prompts"]["store_round"] = "${round}";
+  }
+  if (!out.contains("output") || !out["output"].is_object()) out["output"] = json::object();
+  out["output"]["dir"] = "${out}";
+  out["output"]["store"] = "${store}";
+  out["output"]["round"] = "${round}";
+  return out;
+}
+
+void sample_check(const json& config, const std::string& where,
+                  const std::vector<std::string>& unchecked, bool skip_paths) {
+  check_with_schema(rejection_sampling::sample_schema(), config, where, unchecked, skip_paths);
+}
+
+std::vector<StageStep> sample_steps(const json& config, const StageRun& run) {
+  return {{{"sample", "--config", write_stage_config(config, run)}}};
+}
+
 // ---- synth: `posttrain synth KIND` with its options as a JSON object --------------------------
 
 // Options of `posttrain synth` a recipe may give (the runner sets --store, --round, --output).
@@ -98,7 +137,8 @@ const std::vector<std::string>& synth_options() {
   static const std::vector<std::string> kOptions = {
       "kind",      "count",     "seed",      "difficulty",    "candidates", "model",
       "source",    "max-attempts", "workers", "timeout",      "memory-mb",  "problems",
-      "docs",      "near-dup",  "min-chars", "max-chars",     "no-step-check", "allow-no-tool"};
+      "docs",      "near-dup",  "min-chars", "max-chars",     "no-step-check", "allow-no-tool",
+      "family",    "reference"};
   return kOptions;
 }
 
@@ -324,6 +364,7 @@ const std::vector<StageKind>& kinds() {
       {"reward", "reward_model", true, sft_defaults, reward_check, reward_steps},
       {"dpo", "policy", true, sft_defaults, dpo_check, dpo_steps},
       {"synth", "", false, synth_defaults, synth_check, synth_steps},
+      {"sample", "", false, sample_defaults, sample_check, sample_steps},
       {"average", "policy", false, average_defaults, average_check, average_steps},
       {"eval", "", false, eval_defaults, eval_check, eval_steps},
   };

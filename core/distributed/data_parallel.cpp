@@ -65,15 +65,20 @@ double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.cou
 
 DistEnv DistEnv::from_environment() {
   DistEnv env;
-  if (auto v = env_int("WORLD_SIZE", 1, 1 << 20)) env.world_size = static_cast<int>(*v);
-  if (auto v = env_int("RANK", 0, 1 << 20)) env.rank = static_cast<int>(*v);
+  // torchrun's variables first; under SLURM (srun, one task per GPU) without them, its own.
+  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr || std::getenv("RANK") != nullptr;
+  const char* world = torchrun ? "WORLD_SIZE" : "SLURM_NTASKS";
+  const char* rank = torchrun ? "RANK" : "SLURM_PROCID";
+  const char* local = std::getenv("LOCAL_RANK") != nullptr || torchrun ? "LOCAL_RANK" : "SLURM_LOCALID";
+  if (auto v = env_int(world, 1, 1 << 20)) env.world_size = static_cast<int>(*v);
+  if (auto v = env_int(rank, 0, 1 << 20)) env.rank = static_cast<int>(*v);
   if (env.rank >= env.world_size) {
-    throw InputError(Location{"environment", 0, "RANK"}, "rank " + std::to_string(env.rank) +
-                                                             " is not below WORLD_SIZE " +
-                                                             std::to_string(env.world_size));
+    throw InputError(Location{"environment", 0, rank}, "rank " + std::to_string(env.rank) +
+                                                           " is not below " + world + " " +
+                                                           std::to_string(env.world_size));
   }
   env.local_rank = env.rank;
-  if (auto v = env_int("LOCAL_RANK", 0, 1 << 20)) env.local_rank = static_cast<int>(*v);
+  if (auto v = env_int(local, 0, 1 << 20)) env.local_rank = static_cast<int>(*v);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') {
     env.master_addr = addr;
   }

@@ -302,6 +302,26 @@ TEST(DistEnv, ReadsTheLauncherVariables) {
   EXPECT_FALSE(env.distributed());
 }
 
+TEST(DistEnv, FallsBackToSlurmsVariablesUnderSrun) {
+  ::setenv("SLURM_PROCID", "5", 1);
+  ::setenv("SLURM_NTASKS", "8", 1);
+  ::setenv("SLURM_LOCALID", "1", 1);
+  DistEnv env = DistEnv::from_environment();
+  EXPECT_EQ(env.rank, 5);
+  EXPECT_EQ(env.world_size, 8);
+  EXPECT_EQ(env.local_rank, 1);
+  // torchrun's variables win when both are present (torchrun started inside a SLURM job).
+  ::setenv("RANK", "0", 1);
+  ::setenv("WORLD_SIZE", "2", 1);
+  env = DistEnv::from_environment();
+  EXPECT_EQ(env.rank, 0);
+  EXPECT_EQ(env.world_size, 2);
+  EXPECT_EQ(env.local_rank, 0);
+  for (const char* name : {"RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}) {
+    ::unsetenv(name);
+  }
+}
+
 TEST(DistEnv, MalformedValuesNameTheVariable) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"RANK", "one"},      {"RANK", "-1"},           {"WORLD_SIZE", "0"},
