@@ -214,5 +214,81 @@ TEST_F(SynthModel, RefusesCandidatesWithModelAndSamplingWithoutModel) {
   EXPECT_NE(r.output.find("top_p"), std::string::npos) << r.output;
 }
 
+// A model that corrects itself: SFT teaches the tiny model, on two problems, to answer
+// "Answer: 0" first and, after exactly the checker's feedback turn for that answer (from
+// `verify`, wrapped by feedback_turn), the reference solution. Greedy synth --model must then
+// fail attempt 1, pass attempt 2 from the feedback dialogue, and keep that dialogue (weights 0
+// then 1) in the output and as the round's SFT data in the store. It fails if the feedback
+// turn the engine sees differs from the one the model learned.
+TEST_F(SynthModel, AModelTaughtToUseFeedbackIsFixedByIt) {
+  const std::string problems = "--count 2 --seed 3 --difficulty easy";
+  auto r = testing::run_cli("synth math " + problems + " --out " + root_ + "/fp.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto rows = read_jsonl(root_ + "/fp.jsonl");
+  ASSERT_EQ(rows.size(), 2u);
+  std::vector<json> wrong;
+  for (const auto& row : rows) {
+    wrong.push_back({{"id", row["id"]},
+                     {"prompt", row["prompt"]},
+                     {"response", "Answer: 0"},
+                     {"answer", row["answer"]}});
+  }
+  write_jsonl(root_ + "/fv.jsonl", wrong);
+  r = testing::run_cli("verify --kind math --input " + root_ + "/fv.jsonl --output " + root_ +
+                       "/fv.out.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto verdicts = read_jsonl(root_ + "/fv.out.jsonl");
+  ASSERT_EQ(verdicts.size(), 2u);
+  std::vector<json> dialogues;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    ASSERT_FALSE(verdicts[i]["passed"].get<bool>());
+    dialogues.push_back({{"messages",
+                          {{{"role", "user"}, {"content", rows[i]["prompt"]}},
+                           {{"role", "assistant"}, {"content", "Answer: 0"}},
+                           {{"role", "user"},
+                            {"content", feedback_turn(verdicts[i]["feedback"].get<std::string>())}},
+                           {{"role", "assistant"}, {"content", rows[i]["reference_solution"]}}}}});
+  }
+  write_jsonl(root_ + "/fsft.jsonl", dialogues);
+  // 100 steps bring the loss near 1e-3 (dialogues are ~520 byte-level tokens: max_seq_len must
+  // hold them whole, or the answer's end is never trained).
+  json config = {{"model", {{"path", root_ + "/model"}}},
+                 {"data", {{"sources", {root_ + "/fsft.jsonl"}}, {"max_seq_len", 1024}}},
+                 {"optimizer", {{"lr", 0.003}}},
+                 {"schedule", {{"warmup_steps", 5}, {"decay", "constant"}}},
+                 {"training", {{"max_steps", 100}, {"micro_batch_size", 2}, {"threads", 1}}},
+                 {"output", {{"dir", root_ + "/fsft"}}}};
+  std::ofstream(root_ + "/fsft.json") << config.dump();
+  r = testing::run_cli("sft --config " + root_ + "/fsft.json");
+  ASSERT_EQ(r.code, 0) << r.output;
+
+  const std::string db = root_ + "/f.db";
+  r = testing::run_cli("synth math " + problems + " --model " + root_ +
+                       "/fsft --temperature 0 --max-new-tokens 64 --max-attempts 3 --round 4 "
+                       "--out " +
+                       root_ + "/f.jsonl --store " + db);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"fixed_by_feedback\":2"), std::string::npos) << r.output;
+  const auto out = read_jsonl(root_ + "/f.jsonl");
+  ASSERT_EQ(out.size(), 2u);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto& attempts = out[i]["attempts"];
+    ASSERT_EQ(attempts.size(), 2u) << out[i].dump();
+    EXPECT_EQ(attempts[0]["candidate"], "Answer: 0");
+    EXPECT_EQ(attempts[0]["feedback"], verdicts[i]["feedback"]);
+    EXPECT_TRUE(attempts[1]["passed"].get<bool>()) << out[i].dump();
+    ASSERT_TRUE(out[i]["kept"].get<bool>());
+    const auto& kept = out[i]["messages"];
+    ASSERT_EQ(kept.size(), 4u);
+    EXPECT_EQ(kept[1]["weight"], 0);
+    EXPECT_EQ(kept[2]["content"], dialogues[i]["messages"][2]["content"]);
+    EXPECT_EQ(kept[3]["content"], attempts[1]["candidate"]);
+    EXPECT_EQ(kept[3]["weight"], 1);
+  }
+  auto store = datastore::Store::open(db);
+  EXPECT_EQ(store.dialogues().size(), 2u);
+  EXPECT_EQ(store.selected_samples(4).size(), 2u);
+}
+
 }  // namespace
 }  // namespace posttrain::synthetic
