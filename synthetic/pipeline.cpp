@@ -2,6 +2,7 @@
 // verify: lines -> the same checkers in parallel -> lines with verdicts.
 #include "synthetic/pipeline.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -175,6 +176,27 @@ void correct_with_model(const ModelSource& model, const std::vector<json>& heads
   }
 }
 
+// Whether `attempts` is already one of the problem's stored chains. Each chain was written in
+// one go, so by id its rows are consecutive and start at attempt 0.
+bool chain_stored(std::vector<datastore::StoredAttempt> stored,
+                  const std::vector<AttemptOutcome>& attempts) {
+  std::sort(stored.begin(), stored.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  for (size_t start = 0; start < stored.size(); ++start) {
+    if (stored[start].attempt != 0) continue;
+    size_t n = 0;
+    while (n < attempts.size() && start + n < stored.size() &&
+           stored[start + n].attempt == static_cast<int>(n) &&
+           stored[start + n].candidate == attempts[n].candidate &&
+           stored[start + n].verdict == attempts[n].verdict) {
+      ++n;
+    }
+    const bool chain_ends = start + n == stored.size() || stored[start + n].attempt == 0;
+    if (n == attempts.size() && chain_ends) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 json SynthItem::output_line() const {
@@ -319,8 +341,9 @@ void write_store(const SynthResult& result, const std::string& db, Kind kind, in
     int64_t problem_id = store.add_synthetic_problem(problem);
     if (!item.has_candidates) continue;
     const auto& attempts = item.correction.attempts;
-    // A re-run of the same problem with the same candidates must not duplicate attempts.
-    if (static_cast<int64_t>(store.synthetic_attempts(problem_id).size()) == 0) {
+    // A re-run of the same problem with the same candidates must not duplicate attempts; a new
+    // chain (other candidates, another sampling seed) is added beside the stored ones.
+    if (!chain_stored(store.synthetic_attempts(problem_id), attempts)) {
       for (size_t i = 0; i < attempts.size(); ++i) {
         datastore::SyntheticAttempt a;
         a.problem_id = problem_id;

@@ -183,11 +183,21 @@ TEST_F(SynthModel, StoreRecordsResponsesOfThePolicyWithSampling) {
   EXPECT_EQ(sql.query_int("SELECT COUNT(*) FROM responses WHERE checkpoint_id IS NOT " +
                           std::to_string(ckpt)),
             0);
-  const json sampling = json::parse(sql.query_text("SELECT sampling FROM responses LIMIT 1"));
+  const json sampling =
+      json::parse(sql.query_text("SELECT sampling FROM responses ORDER BY id LIMIT 1"));
   EXPECT_DOUBLE_EQ(sampling["temperature"].get<double>(), 0.7);
   EXPECT_EQ(sampling["top_k"], 50);
   EXPECT_EQ(sampling["max_new_tokens"], 24);
   EXPECT_EQ(sampling["seed"], 3);
+  // The same run again adds no attempt; another sampling seed adds its own chains.
+  ASSERT_EQ(synth("st.jsonl", "--store " + db + " --round 1 --temperature 0.7 --top-k 50").code, 0);
+  EXPECT_EQ(sql.query_int("SELECT COUNT(*) FROM synthetic_attempts"),
+            static_cast<int64_t>(attempts));
+  ASSERT_EQ(synth("st2.jsonl", "--store " + db + " --round 1 --sample-seed 8").code, 0);
+  size_t more = 0;
+  for (const auto& row : read_jsonl(root_ + "/st2.jsonl")) more += row["attempts"].size();
+  EXPECT_EQ(sql.query_int("SELECT COUNT(*) FROM synthetic_attempts"),
+            static_cast<int64_t>(attempts + more));
   // A second attempt answers the dialogue that ends with the checker's feedback.
   const std::string second_prompt = sql.query_text(
       "SELECT p.body FROM synthetic_attempts a JOIN responses r ON r.id = a.response_id "
