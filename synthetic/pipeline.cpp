@@ -2,6 +2,8 @@
 // verify: lines -> the same checkers in parallel -> lines with verdicts.
 #include "synthetic/pipeline.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -150,6 +152,67 @@ std::map<std::string, json> read_candidates(const std::string& path,
   return out;
 }
 
+// Self-correction with a model: round k generates attempt k for every problem still open (all
+// of them at k = 0, then those whose last attempt failed) in one batch, then checks them.
+void correct_with_model(const ModelSource& model, const std::vector<json>& heads,
+                        const std::vector<Check>& checks, int max_attempts, int workers,
+                        SynthResult* result) {
+  std::vector<int64_t> open;
+  for (size_t i = 0; i < result->items.size(); ++i) {
+    SynthItem& item = result->items[i];
+    item.has_candidates = true;
+    item.correction.messages = heads[i];
+    open.push_back(static_cast<int64_t>(i));
+  }
+  for (int k = 0; k < max_attempts && !open.empty(); ++k) {
+    std::vector<json> dialogues;
+    for (int64_t i : open) dialogues.push_back(next_dialogue(result->items[i].correction));
+    auto generated = model.generate(dialogues, open, k);
+    if (generated.size() != open.size()) {
+      throw Error("synth --model: the generator returned " + std::to_string(generated.size()) +
+                  " attempts for " + std::to_string(open.size()) + " dialogues");
+    }
+    parallel_for(static_cast<int64_t>(open.size()), workers, [&](int64_t j, int worker) {
+      if (!generated[j]) return;
+      json attempt = generated[j]->text;
+      AttemptOutcome out = checks[open[j]](attempt, worker);
+      out.prompt = dialogues[j];
+      out.generation = generated[j]->generation;
+      add_attempt(&result->items[open[j]].correction, attempt, std::move(out));
+    });
+    std::vector<int64_t> still_open;
+    for (size_t j = 0; j < open.size(); ++j) {
+      if (!generated[j]) {
+        ++result->out_of_context;
+        continue;
+      }
+      if (!result->items[open[j]].correction.kept) still_open.push_back(open[j]);
+    }
+    open = std::move(still_open);
+  }
+}
+
+// Whether `attempts` is already one of the problem's stored chains. Each chain was written in
+// one go, so by id its rows are consecutive and start at attempt 0.
+bool chain_stored(std::vector<datastore::StoredAttempt> stored,
+                  const std::vector<AttemptOutcome>& attempts) {
+  std::sort(stored.begin(), stored.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  for (size_t start = 0; start < stored.size(); ++start) {
+    if (stored[start].attempt != 0) continue;
+    size_t n = 0;
+    while (n < attempts.size() && start + n < stored.size() &&
+           stored[start + n].attempt == static_cast<int>(n) &&
+           stored[start + n].candidate == attempts[n].candidate &&
+           stored[start + n].verdict == attempts[n].verdict) {
+      ++n;
+    }
+    const bool chain_ends = start + n == stored.size() || stored[start + n].attempt == 0;
+    if (n == attempts.size() && chain_ends) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 json SynthItem::output_line() const {
@@ -164,6 +227,7 @@ json SynthItem::output_line() const {
                         {"verdict", a.verdict},
                         {"feedback", a.feedback},
                         {"details", a.details}});
+    if (!a.generation.is_null()) attempts.back()["generation"] = a.generation;
   }
   line["attempts"] = attempts;
   line["kept"] = kept();
@@ -177,6 +241,7 @@ json SynthResult::summary() const {
   j["problems"] = items.size();
   j["kept"] = kept;
   j["filtered"] = filtered;
+  if (model) j["out_of_context"] = out_of_context;
   return j;
 }
 
@@ -188,11 +253,12 @@ SynthResult run_synth(const SynthOptions& o) {
   std::vector<Check> checks;
   std::unique_ptr<Sandbox> sandbox;
   std::unique_ptr<ToolRegistry> registry;
-  if (o.reference && o.candidates) throw UsageError("give --reference or --candidates, not both");
+  const int sources = int{o.candidates.has_value()} + int{o.model.has_value()} + int{o.reference};
+  if (sources > 1) throw UsageError("give one of --candidates, --reference or --model");
   if ((!o.filter.families.empty() || o.filter.split != Split::kAll) && o.kind == Kind::kCode) {
     throw UsageError("--family and --split apply to math and tool problems");
   }
-  const bool checking = o.candidates.has_value() || o.reference;
+  const bool checking = sources == 1;
   if (checking && o.kind != Kind::kMath) sandbox = make_sandbox(o.sandbox);
 
   auto add = [&](json problem, json checker, json head, Check check) {
@@ -232,19 +298,26 @@ SynthResult run_synth(const SynthOptions& o) {
   }
   if (!checking) return result;
 
-  std::set<std::string> ids;
-  for (const auto& item : result.items) ids.insert(item.id);
-  auto candidates = o.reference ? reference_candidates(result.items)
-                                : read_candidates(*o.candidates, ids);
-  parallel_for(static_cast<int64_t>(result.items.size()), o.workers, [&](int64_t i, int worker) {
-    SynthItem& item = result.items[i];
-    auto it = candidates.find(item.id);
-    if (it == candidates.end()) return;
-    item.has_candidates = true;
-    const Check& check = checks[i];
-    item.correction = self_correct(heads[i], it->second, o.max_attempts,
-                                   [&](const json& attempt) { return check(attempt, worker); });
-  });
+  if (o.model) {
+    result.model = o.model;
+    correct_with_model(*o.model, heads, checks, o.max_attempts, o.workers, &result);
+  } else {
+    std::set<std::string> ids;
+    for (const auto& item : result.items) ids.insert(item.id);
+    auto candidates = o.reference ? reference_candidates(result.items)
+                                  : read_candidates(*o.candidates, ids);
+    parallel_for(static_cast<int64_t>(result.items.size()), o.workers,
+                 [&](int64_t i, int worker) {
+                   SynthItem& item = result.items[i];
+                   auto it = candidates.find(item.id);
+                   if (it == candidates.end()) return;
+                   item.has_candidates = true;
+                   const Check& check = checks[i];
+                   item.correction =
+                       self_correct(heads[i], it->second, o.max_attempts,
+                                    [&](const json& attempt) { return check(attempt, worker); });
+                 });
+  }
 
   // Filters on the kept dialogues, in problem order so the result is deterministic.
   ExactDedup exact;
@@ -272,6 +345,13 @@ void write_store(const SynthResult& result, const std::string& db, Kind kind, in
                  const std::string& source) {
   auto store = datastore::Store::open(db);
   auto tx = store.transaction();
+  std::optional<int64_t> checkpoint_id;
+  if (result.model) {
+    // The policy that wrote the attempts, by its canonical path (as `average` records it).
+    std::string path = std::filesystem::weakly_canonical(result.model->checkpoint).string();
+    auto known = store.checkpoint_by_path(path);
+    checkpoint_id = known ? known->id : store.add_checkpoint(path, "external", 0);
+  }
   for (const auto& item : result.items) {
     datastore::SyntheticProblem problem;
     problem.kind = kind_name(kind);
@@ -282,8 +362,9 @@ void write_store(const SynthResult& result, const std::string& db, Kind kind, in
     int64_t problem_id = store.add_synthetic_problem(problem);
     if (!item.has_candidates) continue;
     const auto& attempts = item.correction.attempts;
-    // A re-run of the same problem with the same candidates must not duplicate attempts.
-    if (static_cast<int64_t>(store.synthetic_attempts(problem_id).size()) == 0) {
+    // A re-run of the same problem with the same candidates must not duplicate attempts; a new
+    // chain (other candidates, another sampling seed) is added beside the stored ones.
+    if (!chain_stored(store.synthetic_attempts(problem_id), attempts)) {
       for (size_t i = 0; i < attempts.size(); ++i) {
         datastore::SyntheticAttempt a;
         a.problem_id = problem_id;
@@ -291,6 +372,20 @@ void write_store(const SynthResult& result, const std::string& db, Kind kind, in
         a.candidate = attempts[i].candidate;
         a.verdict = attempts[i].verdict;
         a.feedback = attempts[i].feedback;
+        if (result.model && !attempts[i].prompt.is_null() && !attempts[i].candidate.empty()) {
+          // A model's attempt is also a response to the dialogue it answered (an empty one
+          // cannot be: the store refuses empty content).
+          datastore::NewResponse r;
+          r.prompt_id = store.add_prompt(attempts[i].prompt, source);
+          r.content = attempts[i].candidate;
+          r.checkpoint_id = checkpoint_id;
+          r.round = round;
+          if (attempts[i].generation.contains("tokens")) {
+            r.token_count = attempts[i].generation["tokens"].get<int64_t>();
+          }
+          r.sampling = result.model->sampling;
+          a.response_id = store.add_response(r);
+        }
         store.add_synthetic_attempt(a);
       }
     }

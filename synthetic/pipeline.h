@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -20,6 +22,28 @@ enum class Kind { kMath, kCode, kTool };
 Kind parse_kind(const std::string& name);  // math | code | tool; UsageError otherwise
 std::string kind_name(Kind kind);
 
+// One attempt a model wrote, and how ({"seed", "tokens", "finish_reason"}: recorded with it).
+struct GeneratedAttempt {
+  std::string text;
+  nlohmann::json generation;
+};
+
+// Writes attempt number `attempt` (0-based) of several problems in one batch: dialogues[j] is
+// the messages so far of problem problems[j] (its index in the run), ending with a user turn.
+// Returns one entry per dialogue, in order; std::nullopt where the dialogue no longer fits the
+// model's context (that problem's chain stops there).
+using AttemptGenerator = std::function<std::vector<std::optional<GeneratedAttempt>>(
+    const std::vector<nlohmann::json>& dialogues, const std::vector<int64_t>& problems,
+    int attempt)>;
+
+// Attempts from a model instead of a candidates file (app/model_commands/synth_model.cpp makes
+// one with the decode engine; synthetic/ itself stays torch-free).
+struct ModelSource {
+  AttemptGenerator generate;
+  std::string checkpoint;   // model folder: the store's checkpoints row of every response
+  nlohmann::json sampling;  // sampling settings: the store's responses.sampling
+};
+
 struct SynthOptions {
   Kind kind = Kind::kMath;
   int64_t count = 0;
@@ -30,6 +54,7 @@ struct SynthOptions {
   // Check each problem's own reference solution as its one candidate (math; tool calc), so
   // the kept dialogues are seed SFT data that went through the same checker.
   bool reference = false;
+  std::optional<ModelSource> model;          // or attempts generated round by round
   std::optional<std::string> problems_file;  // code problems from JSONL instead of built-ins
   std::optional<std::string> docs_dir;       // lookup documents instead of the built-in set
   int max_attempts = 3;
@@ -58,15 +83,20 @@ struct SynthResult {
   CorrectionStats stats;
   int64_t kept = 0;
   std::map<std::string, int64_t> filtered;  // reason -> count
+  std::optional<ModelSource> model;          // set when a model wrote the attempts
+  int64_t out_of_context = 0;  // model chains stopped because the dialogue filled the context
   nlohmann::json summary() const;
 };
 
-// Generates the problems and, given candidates, checks them (in parallel on `workers`).
+// Generates the problems and, given candidates, checks them (in parallel on `workers`). With a
+// model: round k asks it for attempt k of every problem whose attempt k-1 failed (all at once,
+// one generate() call per round), then checks them, up to max_attempts.
 SynthResult run_synth(const SynthOptions& options);
 
 // Writes problems, every attempt (candidate, verdict, feedback, 0-based attempt number) and the
 // kept dialogues to the store at `db`, in one transaction; each kept dialogue is selected as
-// SFT data of `round` (what `sft` with data.store_round reads).
+// SFT data of `round` (what `sft` with data.store_round reads). Model-written attempts are also
+// responses (prompt: the dialogue it answered; checkpoint: the model folder; sampling).
 void write_store(const SynthResult& result, const std::string& db, Kind kind, int round,
                  const std::string& source);
 

@@ -8,6 +8,31 @@ std::string feedback_turn(const std::string& feedback) {
          "\n\nPlease correct it and give the full answer again.";
 }
 
+nlohmann::json next_dialogue(const Correction& c) {
+  nlohmann::json messages = c.messages;
+  if (!c.attempts.empty()) {
+    messages.push_back({{"role", "user"}, {"content", feedback_turn(c.attempts.back().feedback)}});
+  }
+  return messages;
+}
+
+void add_attempt(Correction* c, const nlohmann::json& attempt, AttemptOutcome out) {
+  if (!c->attempts.empty()) c->messages = next_dialogue(*c);
+  if (out.candidate.empty()) {
+    out.candidate = attempt.is_string() ? attempt.get<std::string>() : attempt.dump();
+  }
+  nlohmann::json msgs = out.messages;
+  if (msgs.empty()) msgs.push_back({{"role", "assistant"}, {"content", out.candidate}});
+  for (auto m : msgs) {
+    if (m.value("role", "") == "assistant") m["weight"] = out.passed ? 1 : 0;
+    c->messages.push_back(std::move(m));
+  }
+  c->attempts.push_back(std::move(out));
+  c->kept = c->attempts.back().passed;
+  c->first_try = c->kept && c->attempts.size() == 1;
+  c->fixed_by_feedback = c->kept && c->attempts.size() > 1;
+}
+
 Correction self_correct(const nlohmann::json& head, const nlohmann::json& attempts,
                         int max_attempts, const AttemptChecker& check) {
   Correction c;
@@ -15,26 +40,9 @@ Correction self_correct(const nlohmann::json& head, const nlohmann::json& attemp
   if (!attempts.is_array()) return c;
   int n = std::min<int>(max_attempts, static_cast<int>(attempts.size()));
   for (int i = 0; i < n; ++i) {
-    if (i > 0) {
-      c.messages.push_back(
-          {{"role", "user"}, {"content", feedback_turn(c.attempts.back().feedback)}});
-    }
-    AttemptOutcome out = check(attempts[i]);
-    if (out.candidate.empty()) {
-      out.candidate = attempts[i].is_string() ? attempts[i].get<std::string>() : attempts[i].dump();
-    }
-    nlohmann::json msgs = out.messages;
-    if (msgs.empty()) msgs.push_back({{"role", "assistant"}, {"content", out.candidate}});
-    for (auto m : msgs) {
-      if (m.value("role", "") == "assistant") m["weight"] = out.passed ? 1 : 0;
-      c.messages.push_back(std::move(m));
-    }
-    c.attempts.push_back(std::move(out));
+    add_attempt(&c, attempts[i], check(attempts[i]));
     if (c.attempts.back().passed) break;
   }
-  c.kept = !c.attempts.empty() && c.attempts.back().passed;
-  c.first_try = c.kept && c.attempts.size() == 1;
-  c.fixed_by_feedback = c.kept && c.attempts.size() > 1;
   return c;
 }
 

@@ -21,6 +21,10 @@ struct AttemptOutcome {
   // ipython results between them. Empty: the checker leaves it to self_correct (one message).
   nlohmann::json messages = nlohmann::json::array();
   std::string candidate;  // the attempt as given (text; a list is dumped as JSON)
+  // Model-generated attempts only (null otherwise): the messages it answered and how it was
+  // sampled ({"seed", "tokens", "finish_reason"}), recorded beside the verdict.
+  nlohmann::json prompt;
+  nlohmann::json generation;
 };
 
 // Checks one attempt (a string, or for tool use possibly a list of strings).
@@ -36,6 +40,15 @@ struct Correction {
 
 // The user turn that carries `feedback` back to the model.
 std::string feedback_turn(const std::string& feedback);
+
+// The messages the next attempt answers: the dialogue so far, and after a failed attempt the
+// feedback turn carrying the checker's feedback (what the model sees when it corrects itself).
+nlohmann::json next_dialogue(const Correction& c);
+
+// Appends a checked attempt to `c` (after a failed one, first the feedback turn; its assistant
+// messages weighted 1 when it passed, else 0) and updates kept / first_try /
+// fixed_by_feedback. `attempt` is what was checked (fills out.candidate when empty).
+void add_attempt(Correction* c, const nlohmann::json& attempt, AttemptOutcome out);
 
 // head: the opening messages (system, user prompt). attempts: candidates in order; at most
 // max_attempts are checked, stopping at the first pass.

@@ -1,5 +1,6 @@
-// posttrain synth math|code|tool: synthetic problems, and given candidates, checked dialogues
-// with their feedback trail (self-correction), filtered, to JSONL and/or the store.
+// posttrain synth math|code|tool: synthetic problems, and given candidates (or attempts a model
+// writes, through app/synth_model.h), checked dialogues with their feedback trail
+// (self-correction), filtered, to JSONL and/or the store.
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -10,11 +11,26 @@
 
 #include "app/command.h"
 #include "app/options.h"
+#include "app/synth_model.h"
 #include "common/jsonl.h"
 #include "synthetic/math_problems.h"
 #include "synthetic/pipeline.h"
 
 namespace posttrain::app {
+
+SynthModelFactory& synth_model_factory() {
+  static SynthModelFactory factory;
+  return factory;
+}
+
+nlohmann::json SynthModelSettings::sampling_json() const {
+  return {{"temperature", temperature}, {"top_p", top_p},   {"top_k", top_k},
+          {"min_p", min_p},             {"seed", seed},     {"max_new_tokens", max_new_tokens},
+          {"dtype", dtype},             {"device", device}, {"chat_template", chat_template
+                                                                   ? nlohmann::json(*chat_template)
+                                                                   : nlohmann::json()}};
+}
+
 namespace {
 
 const char kUsage[] =
@@ -23,7 +39,10 @@ const char kUsage[] =
     "Without candidates: writes the problems. With --candidates (JSONL lines {\"id\", "
     "\"attempts\": [...]}, ids as in the problems of the same --seed/--count/--difficulty), "
     "checks attempt 1, feeds the checker's feedback back and checks the next attempt, up to "
-    "--max-attempts; keeps a dialogue only when it ends correct (failed attempts carry weight 0).";
+    "--max-attempts; keeps a dialogue only when it ends correct (failed attempts carry weight 0). "
+    "With --model DIR (LibTorch builds): the model writes each attempt through the batched "
+    "engine, attempt 1 from the problem, each next one from the dialogue with the checker's "
+    "feedback as the last user turn; same --seed, same attempts.";
 
 // Sandbox limits from the flags: CPU time follows the wall-clock timeout.
 synthetic::SandboxOptions sandbox_options(const po::variables_map& vm) {
@@ -33,6 +52,22 @@ synthetic::SandboxOptions sandbox_options(const po::variables_map& vm) {
   s.limits.wall_seconds = timeout;
   s.limits.cpu_seconds = static_cast<int>(std::ceil(timeout));
   s.limits.memory_bytes = synthetic::sandbox_memory_bytes(vm["memory-mb"].as<int64_t>());
+  return s;
+}
+
+SynthModelSettings model_settings(const po::variables_map& vm) {
+  SynthModelSettings s;
+  s.model_dir = vm["model"].as<std::string>();
+  s.device = vm["device"].as<std::string>();
+  s.dtype = vm["dtype"].as<std::string>();
+  if (vm.count("chat-template")) s.chat_template = vm["chat-template"].as<std::string>();
+  s.temperature = vm["temperature"].as<double>();
+  s.top_p = vm["top-p"].as<double>();
+  s.top_k = vm["top-k"].as<int64_t>();
+  s.min_p = vm["min-p"].as<double>();
+  s.max_new_tokens = vm["max-new-tokens"].as<int64_t>();
+  s.seed = vm.count("sample-seed") ? vm["sample-seed"].as<uint64_t>() : vm["seed"].as<uint64_t>();
+  s.kv_cache_mb = vm["kv-cache-mb"].as<int64_t>();
   return s;
 }
 
@@ -61,7 +96,9 @@ int run_synth_command(const std::vector<std::string>& args) {
   desc.add_options()
       ("kind", po::value<std::string>(), "math, code or tool")
       ("count", po::value<int64_t>(), "number of problems (code --problems: at most this many)")
-      ("seed", po::value<uint64_t>()->default_value(0), "the same seed gives the same problems")
+      ("seed", po::value<uint64_t>()->default_value(0),
+       "the same seed gives the same problems (and with --model the same attempts)")
+      ("sample-seed", po::value<uint64_t>(), "--model: sampling seed (default: --seed)")
       ("difficulty", po::value<std::string>()->default_value("mixed"),
        "easy, medium, hard or mixed")
       ("family", po::value<std::vector<std::string>>()->composing(),
@@ -74,7 +111,16 @@ int run_synth_command(const std::vector<std::string>& args) {
       ("candidates", po::value<std::string>(), "JSONL of {\"id\", \"attempts\": [...]} to check")
       ("reference", "check each problem's own reference solution as its candidate (math; tool "
        "calc): verified seed data for SFT")
-      ("model", po::value<std::string>(), "generate candidates with this model (needs the decoder)")
+      ("model", po::value<std::string>(), "write the attempts with this model (LibTorch builds)")
+      ("temperature", po::value<double>()->default_value(1.0), "--model: 0 = greedy")
+      ("top-p", po::value<double>()->default_value(1.0), "--model: nucleus mass in (0, 1]")
+      ("top-k", po::value<int64_t>()->default_value(0), "--model: keep the k most likely (0 = off)")
+      ("min-p", po::value<double>()->default_value(0.0), "--model: drop tokens below min-p x top")
+      ("max-new-tokens", po::value<int64_t>()->default_value(512), "--model: tokens per attempt")
+      ("device", po::value<std::string>()->default_value("cpu"), "--model: cpu|cuda")
+      ("dtype", po::value<std::string>()->default_value("float32"), "--model: float32|bfloat16")
+      ("chat-template", po::value<std::string>(), "--model: llama3|chatml (default: tokenizer's)")
+      ("kv-cache-mb", po::value<int64_t>()->default_value(1024), "--model: KV-cache pool in MiB")
       ("store", po::value<std::string>(), "also write problems, attempts and kept dialogues here")
       ("round", po::value<int>()->default_value(0), "round recorded in the store")
       ("source", po::value<std::string>(), "source name in the store (default synth-KIND)")
@@ -98,11 +144,20 @@ int run_synth_command(const std::vector<std::string>& args) {
   synthetic::SynthOptions o;
   o.kind = synthetic::parse_kind(vm["kind"].as<std::string>());
   std::string kind = synthetic::kind_name(o.kind);
-  if (vm.count("model")) {
+  if (vm.count("model") && vm.count("candidates")) {
+    throw UsageError("give --candidates FILE or --model DIR, not both");
+  }
+  for (const char* flag : {"temperature", "top-p", "top-k", "min-p", "max-new-tokens", "device",
+                           "dtype", "chat-template", "kv-cache-mb", "sample-seed"}) {
+    if (vm.count(flag) && !vm[flag].defaulted() && !vm.count("model")) {
+      throw UsageError(std::string("--") + flag + " is for --model");
+    }
+  }
+  if (vm.count("model") && !synth_model_factory()) {
     throw UsageError(
-        "--model: generating candidates from a model needs the batched decoder "
-        "(rejection_sampling, LibTorch build), which posttrain does not have yet; "
-        "generate candidates elsewhere and pass them with --candidates FILE");
+        "--model needs the decode engine, and this posttrain was built without LibTorch "
+        "(POSTTRAIN_WITH_TORCH=OFF); use a LibTorch build, or pass attempts with "
+        "--candidates FILE");
   }
   auto output = output_path(vm);
   if (!output && !vm.count("store"))
@@ -147,6 +202,7 @@ int run_synth_command(const std::vector<std::string>& args) {
   o.check_steps = !vm.count("no-step-check");
   o.require_tool_use = !vm.count("allow-no-tool");
   o.sandbox = sandbox_options(vm);
+  if (vm.count("model")) o.model = synth_model_factory()(model_settings(vm));
 
   synthetic::SynthResult result = synthetic::run_synth(o);
   if (output) {
@@ -159,7 +215,7 @@ int run_synth_command(const std::vector<std::string>& args) {
     synthetic::write_store(result, vm["store"].as<std::string>(), o.kind, vm["round"].as<int>(),
                            source);
   }
-  print_summary(kind, result, o.candidates.has_value());
+  print_summary(kind, result, o.candidates.has_value() || o.model.has_value() || o.reference);
   return 0;
 }
 
