@@ -1,6 +1,7 @@
 // In-process steps of the eval stage (see eval_results.h).
 #include "recipes/eval_results.h"
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -259,11 +260,25 @@ void write_eval_results(const json& config, const std::string& out_dir) {
     evals["reward_accuracy"] = reward_accuracy(out_dir + "/reward/scores.jsonl");
   if (config.contains("dpo")) {
     std::tie(evals["dpo_margin"], evals["dpo_accuracy"]) =
-        dpo_margin_accuracy(out_dir + "/dpo/pairs.jsonl");
+        dpo_margin_accuracy(out_dir + "/dpo/scored.jsonl");
   }
   if (config.contains("win_rate")) {
     evals["win_rate"] = win_rate(out_dir + "/win_rate/new.scores.jsonl",
                                  out_dir + "/win_rate/previous.scores.jsonl");
+  }
+  // Held-out items left out as training data (recipes/heldout.h), per eval.
+  std::map<std::string, int64_t> left_out;
+  if (std::filesystem::exists(out_dir + "/heldout.jsonl")) {
+    for (const json& row : read_rows(out_dir + "/heldout.jsonl")) {
+      if (row.contains("training")) ++left_out[row.at("eval").get<std::string>()];
+    }
+  }
+  const std::map<std::string, std::string> eval_of = {
+      {"heldout_accuracy", "math"},  {"tool_accuracy", "tool"}, {"code_pass_at_1", "code"},
+      {"reward_accuracy", "reward"}, {"dpo_margin", "dpo"},     {"dpo_accuracy", "dpo"},
+      {"win_rate", "win_rate"}};
+  for (auto& [name, value] : evals.items()) {
+    value["details"]["left_out_as_training"] = left_out[eval_of.at(name)];
   }
   std::ofstream out(out_dir + "/evals.json", std::ios::trunc);
   out << evals.dump(2) << "\n";

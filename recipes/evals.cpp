@@ -277,6 +277,11 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
     for (const auto& eval : eval_names()) {
       if (c.contains(eval)) fs::create_directories(r.out_dir + "/" + eval);
     }
+    // Pair files are copied: the held-out check may leave pairs out.
+    for (const char* eval : {"reward", "dpo"}) {
+      if (!c.contains(eval)) continue;
+      fs::copy_file(c[eval]["pairs"].get<std::string>(), r.out_dir + "/" + eval + "/pairs.jsonl");
+    }
   }));
   // 1. The held-out data, written first and checked against the store before any model runs.
   for (const char* eval : {"math", "tool", "code"}) {
@@ -295,11 +300,8 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
           {synth_args(s.value("kind", "math"), s, dir("win_rate") + "/problems.jsonl")});
     }
   }
-  steps.push_back(in_process([](const json& c, const StageRun& r) {
-    const auto prompts = heldout_prompts(c, r.out_dir);
-    write_heldout(prompts, r.out_dir + "/heldout.jsonl");
-    check_store_disjoint(prompts, r.store);
-  }));
+  steps.push_back(in_process(
+      [](const json& c, const StageRun& r) { exclude_training_prompts(c, r.out_dir, r.store); }));
   // 2. Each eval's commands.
   if (config.contains("math")) verified_steps("math", config, dir("math"), &steps);
   if (config.contains("tool")) tool_steps(config, dir("tool"), &steps);
@@ -307,7 +309,7 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
   if (config.contains("reward")) {
     const std::string d = dir("reward");
     steps.push_back(in_process([d](const json& c, const StageRun&) {
-      write_pair_score_input(c["reward"]["pairs"].get<std::string>(), d + "/score_input.jsonl");
+      write_pair_score_input(d + "/pairs.jsonl", d + "/score_input.jsonl");
     }));
     steps.push_back({{"reward", "score", "--model", config["reward_model"].get<std::string>(),
                       "--input", d + "/score_input.jsonl", "--output", d + "/scores.jsonl"}});
@@ -317,8 +319,8 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
     std::vector<std::string> args = {"dpo",         "eval",
                                      "--model",     config["model"].get<std::string>(),
                                      "--reference", s["reference"].get<std::string>(),
-                                     "--input",     s["pairs"].get<std::string>(),
-                                     "--output",    dir("dpo") + "/pairs.jsonl"};
+                                     "--input",     dir("dpo") + "/pairs.jsonl",
+                                     "--output",    dir("dpo") + "/scored.jsonl"};
     if (s.contains("beta")) args.insert(args.end(), {"--beta", s["beta"].dump()});
     steps.push_back({args});
   }

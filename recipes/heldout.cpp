@@ -2,6 +2,7 @@
 #include "recipes/heldout.h"
 
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <optional>
 
@@ -17,23 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-void add_prompts_of(const std::string& eval, const std::string& path, bool pairs,
-                    std::vector<HeldoutPrompt>* out) {
-  JsonlReader reader(path);
-  json row;
-  while (reader.next(&row)) {
-    const std::string id = row.contains("id") && row["id"].is_string()
-                               ? row["id"].get<std::string>()
-                               : std::to_string(reader.line());
-    // An implicit-prompt pair carries its prompt as the user turns of its responses.
-    const json& prompt =
-        row.contains("prompt") ? row["prompt"] : (pairs ? row.value("chosen", json()) : json());
-    for (const std::string& text : prompt_texts(prompt)) {
-      out->push_back({eval, id, sha256_hex(text)});
-    }
-  }
-}
 
 // hash -> a description of the store row holding that training prompt text.
 std::map<std::string, std::string> store_prompt_hashes(datastore::Store& store) {
@@ -133,38 +117,59 @@ std::vector<std::string> prompt_texts(const json& prompt) {
   return texts;
 }
 
-std::vector<HeldoutPrompt> heldout_prompts(const json& config, const std::string& out_dir) {
-  std::vector<HeldoutPrompt> out;
-  for (const char* eval : {"math", "tool", "code", "win_rate"}) {
-    if (config.contains(eval)) {
-      add_prompts_of(eval, out_dir + "/" + eval + "/problems.jsonl", false, &out);
+std::map<std::string, int64_t> exclude_training_prompts(const json& config,
+                                                        const std::string& out_dir,
+                                                        const std::string& store) {
+  std::map<std::string, std::string> training;  // hash -> store row
+  if (!store.empty() && fs::exists(store)) {
+    datastore::Store db = datastore::Store::open(store);
+    training = store_prompt_hashes(db);
+  }
+  std::map<std::string, int64_t> excluded;
+  JsonlWriter record(out_dir + "/heldout.jsonl");
+  for (const std::string& eval : eval_names()) {
+    if (!config.contains(eval)) continue;
+    const bool pairs = eval == "reward" || eval == "dpo";
+    const std::string file = out_dir + "/" + eval + (pairs ? "/pairs.jsonl" : "/problems.jsonl");
+    std::vector<json> kept;
+    JsonlReader reader(file);
+    json row;
+    while (reader.next(&row)) {
+      const std::string id = row.contains("id") && row["id"].is_string()
+                                 ? row["id"].get<std::string>()
+                                 : std::to_string(reader.line());
+      // An implicit-prompt pair carries its prompt as the user turns of its responses.
+      const json prompt =
+          row.contains("prompt") ? row["prompt"] : (pairs ? row.value("chosen", json()) : json());
+      json line = {{"eval", eval}, {"id", id}, {"sha256", json::array()}};
+      for (const std::string& text : prompt_texts(prompt)) {
+        const std::string hash = sha256_hex(text);
+        line["sha256"].push_back(hash);
+        auto it = training.find(hash);
+        if (it != training.end()) line["training"] = it->second;
+      }
+      record.write(line);
+      if (line.contains("training")) {
+        ++excluded[eval];
+        std::cout << "eval " << eval << ": held-out " << id << " left out: its prompt is training "
+                  << "data in the store (" << line["training"].get<std::string>() << ")\n";
+      } else {
+        kept.push_back(std::move(row));
+      }
     }
-  }
-  for (const char* eval : {"reward", "dpo"}) {
-    if (config.contains(eval)) {
-      add_prompts_of(eval, config[eval]["pairs"].get<std::string>(), true, &out);
+    if (kept.empty()) {
+      throw InputError({store, 0, eval},
+                       "every held-out prompt of eval '" + eval + "' (" + file +
+                           ") is training data in the store; give the eval another seed or "
+                           "held-out file");
     }
+    JsonlWriter out(file + ".tmp");
+    for (const auto& k : kept) out.write(k);
+    out.close();
+    fs::rename(file + ".tmp", file);
   }
-  return out;
-}
-
-void write_heldout(const std::vector<HeldoutPrompt>& prompts, const std::string& path) {
-  JsonlWriter out(path);
-  for (const auto& p : prompts) out.write({{"eval", p.eval}, {"id", p.id}, {"sha256", p.sha256}});
-  out.close();
-}
-
-void check_store_disjoint(const std::vector<HeldoutPrompt>& prompts, const std::string& store) {
-  if (store.empty() || !fs::exists(store)) return;
-  datastore::Store db = datastore::Store::open(store);
-  const auto training = store_prompt_hashes(db);
-  for (const auto& p : prompts) {
-    auto it = training.find(p.sha256);
-    if (it == training.end()) continue;
-    throw InputError({store, 0, p.eval}, "held-out prompt " + p.id + " of eval '" + p.eval +
-                                             "' is training data in the store (" + it->second +
-                                             "); give the eval another seed or held-out file");
-  }
+  record.close();
+  return excluded;
 }
 
 void check_heldout_disjoint(const Recipe& recipe, int rounds) {

@@ -3,13 +3,18 @@
 //    seed: synth's problems are a function of them, `math-SEED-K`) made by a synth stage of the
 //    recipe too, or an eval's pair/prompt file read as a training source (data.sources of an
 //    sft, reward or dpo stage), is an InputError naming both stages.
-//  - check_store_disjoint (the eval stage, before any model runs): the SHA-256 of each held-out
-//    prompt text (a string prompt, or each user message) against the prompt texts the store
-//    holds for training (prompts, synthetic problems, dialogues); a match is an InputError
-//    naming the eval's item and the store's row, and the eval stage fails.
-// The eval stage writes its hashes to OUT/heldout.jsonl ({"eval", "id", "sha256"}).
+//  - exclude_training_prompts (the eval stage, before any model runs): the SHA-256 of each
+//    held-out prompt text (a string prompt, or each user message) against the prompt texts the
+//    store holds for training (prompts, synthetic problems, dialogues). A held-out item whose
+//    prompt is training data is left out of the eval and flagged (OUT/heldout.jsonl, stdout,
+//    the metric's details); an eval left with nothing fails the stage. Synthetic sets of other
+//    seeds can still repeat a prompt text: code prompts are a family's description and
+//    signature whatever the seed, and small math/tool templates repeat by chance.
+// OUT/heldout.jsonl: one line per held-out item, {"eval", "id", "sha256": [...], "training"?}.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -18,24 +23,16 @@
 
 namespace posttrain::recipes {
 
-struct HeldoutPrompt {
-  std::string eval;    // "math", "reward", ...
-  std::string id;      // the problem's id, or "LINE" of a pair file
-  std::string sha256;  // hex of the prompt text
-};
-
 // The texts a prompt stands for: the string itself, or each user message's content.
 std::vector<std::string> prompt_texts(const nlohmann::json& prompt);
 
-// The held-out prompts of a default-filled eval config: its problem files under out_dir
-// (OUT/EVAL/problems.jsonl) and its pair files.
-std::vector<HeldoutPrompt> heldout_prompts(const nlohmann::json& config,
-                                           const std::string& out_dir);
-void write_heldout(const std::vector<HeldoutPrompt>& prompts, const std::string& path);
-
-// InputError when a held-out prompt is a training prompt of the store at `store` ("" or a
-// missing file: nothing to check).
-void check_store_disjoint(const std::vector<HeldoutPrompt>& prompts, const std::string& store);
+// Filters each held-out file of a default-filled eval config in place (OUT/EVAL/problems.jsonl,
+// OUT/reward/pairs.jsonl, OUT/dpo/pairs.jsonl) against the store at `store` ("" or a missing
+// file: nothing is training data) and writes OUT/heldout.jsonl. Returns the items left out
+// per eval; InputError when an eval has none left.
+std::map<std::string, int64_t> exclude_training_prompts(const nlohmann::json& config,
+                                                        const std::string& out_dir,
+                                                        const std::string& store);
 
 // The recipe-level check (see above) over the first `rounds` rounds.
 void check_heldout_disjoint(const Recipe& recipe, int rounds);
