@@ -36,20 +36,26 @@ std::string first_sample(const json& row, const Location& where) {
   return samples[0].value("text", "");
 }
 
-// A prompt and one answer to it as one `reward score` row.
+// A prompt and one answer to it as one `reward score` row, always as messages: an empty answer
+// (a policy that stops at once) is an empty assistant turn there, where prompt + completion
+// would refuse it.
 json scored_row(const json& prompt, const json& answer, const Location& where) {
-  if (prompt.is_string() && answer.is_string()) return {{"prompt", prompt}, {"completion", answer}};
-  if (prompt.is_array() && answer.is_array()) {
-    json messages = prompt;
-    for (const auto& m : answer) messages.push_back(m);
-    return {{"messages", messages}};
+  json messages = json::array();
+  if (prompt.is_string()) {
+    messages.push_back({{"role", "user"}, {"content", prompt}});
+  } else if (prompt.is_array()) {
+    messages = prompt;
+  } else {
+    throw InputError(where, "expected the prompt as a string or a list of messages");
   }
-  if (prompt.is_array() && answer.is_string()) {
-    json messages = prompt;
+  if (answer.is_string()) {
     messages.push_back({{"role", "assistant"}, {"content", answer}});
-    return {{"messages", messages}};
+  } else if (answer.is_array()) {
+    for (const auto& m : answer) messages.push_back(m);
+  } else {
+    throw InputError(where, "expected the response as a string or a list of messages");
   }
-  throw InputError(where, "expected prompt and responses both strings or both message lists");
+  return {{"messages", messages}};
 }
 
 // {"value": passed / total, "details": {"n", "passed"}} of a verify output.

@@ -30,9 +30,9 @@ void copy_prompt_rows(const std::string& input, const std::string& output);
 
 // Held-out pairs (prompt + chosen/rejected as strings or message lists, or implicit-prompt
 // message lists) -> two `reward score` rows per pair: {"pair": i, "side": "chosen"|"rejected",
-// "prompt", "completion"} or {"pair", "side", "messages"}.
+// "messages": prompt + response}.
 void write_pair_score_input(const std::string& pairs, const std::string& output);
-// generate's rows -> `reward score` rows {"id", "prompt", "completion"} (or "messages").
+// generate's rows -> `reward score` rows {"id", "messages": prompt + the first sample}.
 void write_answer_score_input(const std::string& generated, const std::string& output);
 
 // Reads the results of each eval `config` names under out_dir and writes out_dir/evals.json:

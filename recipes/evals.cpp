@@ -274,6 +274,8 @@ std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
   auto dir = [&](const std::string& eval) { return run.out_dir + "/" + eval; };
   std::vector<StageStep> steps;
   steps.push_back(in_process([](const json& c, const StageRun& r) {
+    // The resolved config beside the stage's folder, as the training kinds leave theirs.
+    std::ofstream(r.out_dir + ".config.json", std::ios::trunc) << c.dump(2) << "\n";
     for (const auto& eval : eval_names()) {
       if (c.contains(eval)) fs::create_directories(r.out_dir + "/" + eval);
     }

@@ -300,7 +300,7 @@ TEST_F(TempDir, TiesCountHalfInTheWinRateAndWrongInRmAccuracy) {
 {"pair": 1, "side": "rejected", "reward": 3}
 )";
   // DPO: margins 0.25 - (-0.5) = 0.75 and 0.1 - 0.3 = -0.2: mean 0.275, accuracy 1 / 2.
-  std::ofstream(path("dpo/pairs.jsonl")) << R"({"chosen_reward": 0.25, "rejected_reward": -0.5}
+  std::ofstream(path("dpo/scored.jsonl")) << R"({"chosen_reward": 0.25, "rejected_reward": -0.5}
 {"chosen_reward": 0.1, "rejected_reward": 0.3}
 )";
   write_eval_results(
@@ -325,8 +325,10 @@ TEST_F(TempDir, PairsBecomeTwoScoreRowsEach) {
   write_pair_score_input(path("pairs.jsonl"), path("out.jsonl"));
   const auto rows = read_jsonl(path("out.jsonl"));
   ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0], (json{{"prompt", "p"}, {"completion", "a"}, {"pair", 0}, {"side", "chosen"}}));
-  EXPECT_EQ(rows[1]["completion"], "b");
+  const json p_a = {{{"role", "user"}, {"content", "p"}},
+                    {{"role", "assistant"}, {"content", "a"}}};
+  EXPECT_EQ(rows[0], (json{{"messages", p_a}, {"pair", 0}, {"side", "chosen"}}));
+  EXPECT_EQ(rows[1]["messages"][1]["content"], "b");
   EXPECT_EQ(rows[3], (json{{"messages", d}, {"pair", 1}, {"side", "rejected"}}));
 
   std::ofstream(path("bad.jsonl")) << R"({"prompt": "p", "chosen": "a", "rejected": "b"}
@@ -345,6 +347,15 @@ TEST_F(TempDir, PairsBecomeTwoScoreRowsEach) {
 // ---- one round end to end ----------------------------------------------------------------------
 
 double reward_of(const json& row) { return row.at("reward").get<double>(); }
+
+// A `reward score` row of one user turn and one answer (possibly empty: the SFT'd tiny policy
+// may stop at once).
+std::string chat(const json& prompt, const json& answer) {
+  return json{
+      {"messages",
+       {{{"role", "user"}, {"content", prompt}}, {{"role", "assistant"}, {"content", answer}}}}}
+      .dump();
+}
 
 TEST_F(TempDir, EachEvalEqualsItsIndependentRecomputation) {
   const std::string rm = path("rm"), pairs = path("pairs.jsonl"), out = path("out");
@@ -425,8 +436,7 @@ TEST_F(TempDir, EachEvalEqualsItsIndependentRecomputation) {
   {
     std::ofstream rows(path("rm_in.jsonl"));
     for (const json& p : read_jsonl(pairs)) {
-      rows << json{{"prompt", p["prompt"]}, {"completion", p["chosen"]}}.dump() << "\n"
-           << json{{"prompt", p["prompt"]}, {"completion", p["rejected"]}}.dump() << "\n";
+      for (const char* side : {"chosen", "rejected"}) rows << chat(p["prompt"], p[side]) << "\n";
     }
   }
   ASSERT_EQ(posttrain("reward score --model " + rm + " --input " + path("rm_in.jsonl") +
@@ -459,7 +469,7 @@ TEST_F(TempDir, EachEvalEqualsItsIndependentRecomputation) {
   for (const char* side : {"new", "previous"}) {
     std::ofstream rows(path(std::string(side) + "_in.jsonl"));
     for (const json& g : read_jsonl(dir + "/win_rate/" + side + ".generated.jsonl")) {
-      rows << json{{"prompt", g["prompt"]}, {"completion", g["samples"][0]["text"]}}.dump() << "\n";
+      rows << chat(g["prompt"], g["samples"][0]["text"]) << "\n";
     }
     rows.close();
     ASSERT_EQ(posttrain("reward score --model " + rm + " --input " +
