@@ -80,7 +80,7 @@ int posttrain(const std::string& args, const std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-class TempDir : public ::testing::Test {
+class EvalFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -168,7 +168,7 @@ TEST(Heldout, AnEvalSeedEqualToASynthStagesSeedIsCaught) {
             "");
 }
 
-TEST_F(TempDir, AHeldOutPairFileReadForTrainingIsCaught) {
+TEST_F(EvalFiles, AHeldOutPairFileReadForTrainingIsCaught) {
   fs::create_directories(root_ / "sub");
   std::ofstream(path("pairs.jsonl")) << R"({"prompt": "p", "chosen": "a", "rejected": "b"})"
                                      << "\n";
@@ -188,7 +188,7 @@ TEST_F(TempDir, AHeldOutPairFileReadForTrainingIsCaught) {
 // still repeat some prompt texts (code prompts are a family's description and signature,
 // whatever the seed; small math/tool templates repeat by chance): those are left out, exactly
 // the ones whose text the training set holds.
-TEST_F(TempDir, TheDefaultSplitIsDisjoint) {
+TEST_F(EvalFiles, TheDefaultSplitIsDisjoint) {
   std::vector<json> stages;
   json eval = json::object();
   for (const char* kind : {"math", "tool", "code"}) {
@@ -249,7 +249,7 @@ TEST_F(TempDir, TheDefaultSplitIsDisjoint) {
 
 // Problems already in the store as training data (synth --store, outside the recipe): the eval
 // stage refuses before any model runs, and nothing of it is recorded.
-TEST_F(TempDir, AnEvalPromptInTheStoresTrainingDataFailsTheStage) {
+TEST_F(EvalFiles, AnEvalPromptInTheStoresTrainingDataFailsTheStage) {
   const std::string db = path("store.db");
   ASSERT_EQ(posttrain("synth math --count 6 --seed 9001 --store " + db, path("log")), 0)
       << slurp(path("log"));
@@ -279,7 +279,7 @@ TEST_F(TempDir, AnEvalPromptInTheStoresTrainingDataFailsTheStage) {
 
 // ---- the reductions, on hand-written score files ---------------------------------------------
 
-TEST_F(TempDir, TiesCountHalfInTheWinRateAndWrongInRmAccuracy) {
+TEST_F(EvalFiles, TiesCountHalfInTheWinRateAndWrongInRmAccuracy) {
   fs::create_directories(root_ / "win_rate");
   fs::create_directories(root_ / "reward");
   fs::create_directories(root_ / "dpo");
@@ -315,7 +315,7 @@ TEST_F(TempDir, TiesCountHalfInTheWinRateAndWrongInRmAccuracy) {
   EXPECT_DOUBLE_EQ(evals["dpo_accuracy"]["value"].get<double>(), 0.5);
 }
 
-TEST_F(TempDir, PairsBecomeTwoScoreRowsEach) {
+TEST_F(EvalFiles, PairsBecomeTwoScoreRowsEach) {
   const json user = {{"role", "user"}, {"content", "q"}};
   const json c = {user, {{"role", "assistant"}, {"content", "c"}}};
   const json d = {user, {{"role", "assistant"}, {"content", "d"}}};
@@ -357,7 +357,7 @@ std::string chat(const json& prompt, const json& answer) {
       .dump();
 }
 
-TEST_F(TempDir, EachEvalEqualsItsIndependentRecomputation) {
+TEST_F(EvalFiles, EachEvalEqualsItsIndependentRecomputation) {
   const std::string rm = path("rm"), pairs = path("pairs.jsonl"), out = path("out");
   ASSERT_EQ(posttrain("init --preset tiny --reward-model --seed 3 --output " + rm, path("log")), 0)
       << slurp(path("log"));
