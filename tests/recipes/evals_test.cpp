@@ -344,6 +344,71 @@ TEST_F(EvalFiles, PairsBecomeTwoScoreRowsEach) {
   EXPECT_FALSE(fs::exists(path("bad_out.jsonl")));
 }
 
+// A scripted two-turn tool dialogue through the tool steps: the first answer calls the
+// calculator, `verify --kind tool` executes it, the second turn sees the result and answers.
+TEST_F(EvalFiles, AToolCallIsExecutedAndTheDialogueGoesOn) {
+  const std::string dir = root_.string();
+  std::ofstream(path("problems.jsonl")) << json{{"id", "t1"},
+                                                {"system", "S"},
+                                                {"prompt", "What is 2 + 3?"},
+                                                {"tools", {"calculator"}},
+                                                {"answer", "5"}}
+                                               .dump()
+                                        << "\n";
+  write_tool_turn_input(dir, 0);
+  auto turn = read_jsonl(path("turn-0.jsonl"));
+  ASSERT_EQ(turn.size(), 1u);
+  EXPECT_EQ(turn[0]["messages"], (json{{{"role", "system"}, {"content", "S"}},
+                                       {{"role", "user"}, {"content", "What is 2 + 3?"}}}));
+  const std::string call = "<|python_tag|>calculator.call(expression=\"2 + 3\")";
+  std::ofstream(path("turn-0.generated.jsonl"))
+      << json{{"id", "t1"}, {"samples", {{{"text", call}}}}}.dump() << "\n";
+  collect_tool_turn(dir, 0);
+  const auto open = read_jsonl(path("turn-0.open.jsonl"));
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0]["response"], json::array({call}));
+  ASSERT_EQ(posttrain("verify --kind tool --input " + path("turn-0.open.jsonl") + " --output " +
+                          path("turn-0.executed.jsonl"),
+                      path("log")),
+            0)
+      << slurp(path("log"));
+
+  write_tool_turn_input(dir, 1);
+  turn = read_jsonl(path("turn-1.jsonl"));
+  ASSERT_EQ(turn.size(), 1u);
+  const json& m = turn[0]["messages"];
+  ASSERT_EQ(m.size(), 4u) << m.dump();
+  EXPECT_EQ(m[2], (json{{"role", "assistant"}, {"content", call}}));
+  EXPECT_EQ(m[3], (json{{"role", "ipython"}, {"content", "5"}}));
+  std::ofstream(path("turn-1.generated.jsonl"))
+      << json{{"id", "t1"}, {"samples", {{{"text", "Answer: 5"}}}}}.dump() << "\n";
+  collect_tool_turn(dir, 1);
+  EXPECT_TRUE(read_jsonl(path("turn-1.open.jsonl")).empty());
+  write_tool_verify_input(dir, path("responses.jsonl"));
+  ASSERT_EQ(posttrain("verify --kind tool --input " + path("responses.jsonl") + " --output " +
+                          path("verdicts.jsonl"),
+                      path("log")),
+            0);
+  const auto verdicts = read_jsonl(path("verdicts.jsonl"));
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_TRUE(verdicts[0]["passed"].get<bool>()) << verdicts[0].dump();
+}
+
+TEST_F(EvalFiles, WinRatePromptsFileRowsGetIds) {
+  std::ofstream(path("p.jsonl")) << R"({"prompt": "a"}
+{"id": "x", "prompt": [{"role": "user", "content": "b"}], "extra": 1}
+)";
+  copy_prompt_rows(path("p.jsonl"), path("out.jsonl"));
+  const auto rows = read_jsonl(path("out.jsonl"));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0], (json{{"id", "prompt-1"}, {"prompt", "a"}}));
+  EXPECT_EQ(rows[1]["id"], "x");
+  EXPECT_FALSE(rows[1].contains("extra"));
+  std::ofstream(path("bad.jsonl")) << R"({"prompt": 3})"
+                                   << "\n";
+  EXPECT_THROW(copy_prompt_rows(path("bad.jsonl"), path("bad_out.jsonl")), InputError);
+}
+
 // ---- one round end to end ----------------------------------------------------------------------
 
 double reward_of(const json& row) { return row.at("reward").get<double>(); }
