@@ -6,7 +6,8 @@ namespace posttrain::recipes {
 namespace {
 
 bool known_name(const std::string& name) {
-  static const char* kNames[] = {"policy", "reward_model", "round", "store", "out", "run_dir"};
+  static const char* kNames[] = {"policy", "previous_policy", "reward_model", "round",
+                                 "store",  "out",             "run_dir"};
   for (const char* n : kNames) {
     if (name == n) return true;
   }
@@ -29,8 +30,8 @@ std::string scan(const std::string& text, const std::string& where,
     if (!known_name(name)) {
       throw InputError({"", 0, where},
                        "unknown placeholder ${" + name +
-                           "} (known: ${policy}, ${reward_model}, ${round}, ${store}, ${out}, "
-                           "${run_dir}, ${stage:NAME})");
+                           "} (known: ${policy}, ${previous_policy}, ${reward_model}, ${round}, "
+                           "${store}, ${out}, ${run_dir}, ${stage:NAME})");
     }
     out += text.substr(pos, open - pos);
     out += fn(name);

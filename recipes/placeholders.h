@@ -1,6 +1,7 @@
 // Placeholders in recipe stage configs, replaced when the stage runs:
 //   ${policy}        the newest policy checkpoint (the starting model, then each sft / dpo /
 //                    average output in order)
+//   ${previous_policy} the policy at the start of this round (the starting model in round 0)
 //   ${reward_model}  the newest reward-model checkpoint
 //   ${round}         the round number (an integer when it is the whole string)
 //   ${store}         the store's path

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "recipes/heldout.h"
 #include "recipes/placeholders.h"
 #include "recipes/stage_kinds.h"
 
@@ -233,6 +234,7 @@ void check_recipe(const Recipe& recipe, int rounds, bool skip_paths) {
       earlier.push_back(stage.name);
     }
   }
+  check_heldout_disjoint(recipe, rounds);
 }
 
 }  // namespace posttrain::recipes

@@ -13,8 +13,9 @@
 // A stage is {"name": N, "kind": K, "config": {...}}; names are unique within a round. Kinds
 // and their config (recipes/stage_kinds.h): "sft" (the keys of `posttrain sft --config`),
 // "synth" (the command-line options of `posttrain synth` as a JSON object), "average"
-// ({"inputs": [...], "weights": [...]}). Strings in a config may hold placeholders
-// (recipes/placeholders.h): ${policy}, ${round}, ${store}, ${out}, ${run_dir}, ${stage:NAME}.
+// ({"inputs": [...], "weights": [...]}), "eval" (recipes/evals.h). Strings in a config may hold
+// placeholders (recipes/placeholders.h): ${policy}, ${previous_policy}, ${reward_model},
+// ${round}, ${store}, ${out}, ${run_dir}, ${stage:NAME}.
 #pragma once
 
 #include <optional>
@@ -64,7 +65,8 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 
 // Checks what can be known before running: stage configs against their kind's schema,
 // placeholders that name later or unknown stages, stages in an impossible order (a stage that
-// needs a reward model before any reward stage), and missing input paths unless skip_paths.
+// needs a reward model before any reward stage), held-out eval data that a training stage
+// would read (recipes/heldout.h), and missing input paths unless skip_paths.
 // Throws InputError naming the key. rounds: how many rounds will run.
 void check_recipe(const Recipe& recipe, int rounds, bool skip_paths);
 

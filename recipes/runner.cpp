@@ -84,7 +84,7 @@ void record_metrics(datastore::Store& store, int64_t run_id, const std::string& 
 
 // The state that flows from stage to stage: what each placeholder stands for now.
 struct FlowState {
-  std::string policy, reward_model, store, run_dir;
+  std::string policy, previous_policy, reward_model, store, run_dir;
   std::map<std::string, std::string> stage_out;  // this round's stages so far
 };
 
@@ -175,6 +175,7 @@ class Runner {
 
   std::optional<std::string> lookup(const std::string& name, int round, const std::string& dir) {
     if (name == "policy") return state_.policy;
+    if (name == "previous_policy") return state_.previous_policy;
     if (name == "reward_model") {
       if (state_.reward_model.empty()) return std::nullopt;
       return state_.reward_model;
@@ -190,6 +191,7 @@ class Runner {
 
   void run_round(int r) {
     state_.stage_out.clear();
+    state_.previous_policy = state_.policy;
     const RoundSpec& spec = recipe_.round(r);
     std::cout << "== round " << r << " (" << spec.stages.size() << " stages)" << std::endl;
     for (size_t i = 0; i < spec.stages.size(); ++i) {
@@ -267,8 +269,9 @@ class Runner {
     (void)index;
   }
 
-  // OUT/evals.json of an evaluating stage: each number becomes an eval of the policy it
-  // evaluated (the newest policy when the stage ran) for this round.
+  // OUT/evals.json of an evaluating stage: each number (or {"value": x, "details": {...}})
+  // becomes an eval of the policy it evaluated (the newest policy when the stage ran) for this
+  // round.
   void record_evals(int r, const std::string& dir) {
     const std::string path = dir + "/evals.json";
     if (!fs::exists(path)) return;
@@ -279,6 +282,10 @@ class Runner {
     if (auto ck = store_->checkpoint_by_path(state_.policy)) policy_id = ck->id;
     for (const auto& [name, value] : evals.items()) {
       if (value.is_number()) store_->add_eval(policy_id, r, name, value.get<double>());
+      if (value.is_object() && value.contains("value") && value["value"].is_number()) {
+        store_->add_eval(policy_id, r, name, value["value"].get<double>(),
+                         value.value("details", json()));
+      }
     }
   }
 

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "core/train/config.h"
 #include "dpo/options.h"
+#include "recipes/evals.h"
 #include "rejection_sampling/config.h"
 #include "reward/config.h"
 #include "sft/sft.h"
@@ -252,111 +253,7 @@ std::vector<StageStep> average_steps(const json& config, const StageRun& run) {
   return {{args}};
 }
 
-// ---- eval: held-out problems, greedy answers from the policy, checked by the verifiers -------
-// {"kind": "math", "count": 50, "seed": 9001, "difficulty": "easy", "max_new_tokens": 128,
-//  "model": "${policy}"}: synth writes the problems (seeds no training stage uses), generate
-// answers them greedily, verify checks the answers; evals.json gets heldout_accuracy.
-
-json eval_defaults(const json& config, const std::string& where) {
-  json out = config;
-  if (!out.contains("model")) out["model"] = "${policy}";
-  return out;
-}
-
-void eval_check(const json& config, const std::string& where,
-                const std::vector<std::string>& unchecked, bool skip_paths) {
-  for (const auto& [key, value] : config.items()) {
-    if (!contains({"kind", "count", "seed", "difficulty", "max_new_tokens", "model"}, key)) {
-      throw InputError({where, 0, key},
-                       "unknown key (eval takes kind, count, seed, difficulty, max_new_tokens, "
-                       "model)");
-    }
-  }
-  if (!config.contains("kind") || config["kind"] != "math") {
-    throw InputError({where, 0, "kind"}, "required: math");
-  }
-  for (const char* key : {"count", "seed", "max_new_tokens"}) {
-    if (config.contains(key) &&
-        (!config[key].is_number_integer() || config[key].get<int64_t>() < (key[0] == 's' ? 0 : 1))) {
-      throw InputError({where, 0, key}, "expected a positive integer");
-    }
-  }
-  if (!config.contains("count")) throw InputError({where, 0, "count"}, "missing (required)");
-  if (config.contains("difficulty") && !config["difficulty"].is_string()) {
-    throw InputError({where, 0, "difficulty"}, "expected easy, medium, hard or mixed");
-  }
-  if (!config["model"].is_string()) throw InputError({where, 0, "model"}, "expected a path");
-  if (!skip_paths && !contains(unchecked, "model")) {
-    std::ifstream probe(config["model"].get<std::string>() + "/config.json");
-    if (!probe) {
-      throw InputError({where, 0, "model"},
-                       "not a model folder: " + config["model"].get<std::string>());
-    }
-  }
-}
-
-// generate's output lines -> verify's input lines ({"id", "prompt", "response", "answer"}).
-void eval_to_verify_input(const json& config, const StageRun& run) {
-  std::ifstream in(run.out_dir + "/generated.jsonl");
-  std::ofstream out(run.out_dir + "/responses.jsonl", std::ios::trunc);
-  std::string line;
-  int64_t n = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const json row = json::parse(line);
-    ++n;
-    const json& samples = row.at("samples");
-    json v = {{"id", row.at("id")},
-              {"prompt", row.at("prompt")},
-              {"response", samples.empty() ? "" : samples[0].value("text", "")},
-              {"answer", row.at("answer")}};
-    out << v.dump() << "\n";
-  }
-  if (!out) throw IoError("cannot write " + run.out_dir + "/responses.jsonl");
-  if (n == 0) throw Error("eval: generate wrote no answers in " + run.out_dir);
-}
-
-void eval_accuracy(const json& config, const StageRun& run) {
-  std::ifstream in(run.out_dir + "/verdicts.jsonl");
-  std::string line;
-  int64_t total = 0, passed = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const json row = json::parse(line);
-    ++total;
-    if (row.value("passed", false)) ++passed;
-  }
-  if (total == 0) throw Error("eval: verify wrote no verdicts in " + run.out_dir);
-  std::ofstream out(run.out_dir + "/evals.json", std::ios::trunc);
-  out << json{{"heldout_accuracy", static_cast<double>(passed) / static_cast<double>(total)},
-              {"heldout_problems", total}}
-             .dump()
-      << "\n";
-}
-
-std::vector<StageStep> eval_steps(const json& config, const StageRun& run) {
-  const std::string problems = run.out_dir + "/problems.jsonl";
-  std::vector<std::string> synth = {"synth", "math", "--count", config["count"].dump(),
-                                    "--output", problems};
-  if (config.contains("seed")) synth.insert(synth.end(), {"--seed", config["seed"].dump()});
-  if (config.contains("difficulty")) {
-    synth.insert(synth.end(), {"--difficulty", config["difficulty"].get<std::string>()});
-  }
-  const std::string max_new = config.contains("max_new_tokens")
-                                  ? config["max_new_tokens"].dump()
-                                  : std::string("128");
-  StageStep to_verify, accuracy;
-  to_verify.in_process = eval_to_verify_input;
-  accuracy.in_process = eval_accuracy;
-  return {{synth},
-          {{"generate", "--model", config["model"].get<std::string>(), "--input", problems,
-            "--output", run.out_dir + "/generated.jsonl", "--temperature", "0",
-            "--max-new-tokens", max_new}},
-          to_verify,
-          {{"verify", "--kind", "math", "--input", run.out_dir + "/responses.jsonl", "--output",
-            run.out_dir + "/verdicts.jsonl"}},
-          accuracy};
-}
+// ---- eval: recipes/evals.h -------------------------------------------------------------------
 
 const std::vector<StageKind>& kinds() {
   static const std::vector<StageKind> kKinds = {

@@ -4,6 +4,7 @@
 // stage behaves the same inside and outside a recipe and a crash stays inside its process.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ struct StageRun {
 // the runner itself between commands (reshaping one command's output into the next's input).
 struct StageStep {
   std::vector<std::string> args;
-  void (*in_process)(const nlohmann::json& config, const StageRun& run) = nullptr;
+  std::function<void(const nlohmann::json& config, const StageRun& run)> in_process = nullptr;
 };
 
 struct StageKind {
@@ -38,7 +39,8 @@ struct StageKind {
   void (*check)(const nlohmann::json& config, const std::string& where,
                 const std::vector<std::string>& unchecked_paths, bool skip_paths);
   // The steps that run a resolved config, in order; may write files in out_dir. A stage that
-  // evaluates leaves OUT/evals.json ({"name": value, ...}), which the runner records.
+  // evaluates leaves OUT/evals.json ({"name": value or {"value", "details"}, ...}), which the
+  // runner records.
   std::vector<StageStep> (*steps)(const nlohmann::json& config, const StageRun& run);
 };
 
