@@ -27,11 +27,15 @@ std::string join(const std::vector<std::string>& list) {
 
 // Keys each eval section takes.
 std::vector<std::string> section_keys(const std::string& eval) {
-  if (eval == "math" || eval == "code") return {"count", "seed", "difficulty", "max_new_tokens"};
-  if (eval == "tool") return {"count", "seed", "difficulty", "max_new_tokens", "max_turns"};
+  if (eval == "math") return {"count", "seed", "difficulty", "family", "split", "max_new_tokens"};
+  if (eval == "code") return {"count", "seed", "difficulty", "max_new_tokens"};
+  if (eval == "tool") {
+    return {"count", "seed", "difficulty", "family", "split", "max_new_tokens", "max_turns"};
+  }
   if (eval == "reward") return {"pairs"};
   if (eval == "dpo") return {"pairs", "reference", "beta"};
-  return {"kind", "count", "seed", "difficulty", "max_new_tokens", "prompts", "previous"};
+  return {"kind",           "count",   "seed",    "difficulty", "family", "split",
+          "max_new_tokens", "prompts", "previous"};
 }
 
 const std::vector<std::string> kTopKeys = {"model", "reward_model", "max_new_tokens"};
@@ -118,6 +122,15 @@ void check_section(const std::string& eval, const json& s, const std::string& wh
        !contains({"easy", "medium", "hard", "mixed"}, s["difficulty"].get<std::string>()))) {
     throw InputError({where, 0, at + "difficulty"}, "expected easy, medium, hard or mixed");
   }
+  // synth's --family / --split (held-out problems from synth's held-out split never coincide
+  // with training problems drawn with split "train").
+  if (s.contains("family") && !s["family"].is_string()) {
+    throw InputError({where, 0, at + "family"}, "expected family names (comma-separated)");
+  }
+  if (s.contains("split") &&
+      (!s["split"].is_string() || !contains({"all", "train", "heldout"}, s["split"].get<std::string>()))) {
+    throw InputError({where, 0, at + "split"}, "expected all, train or heldout");
+  }
   if (eval == "reward" || eval == "dpo") {
     if (!s.contains("pairs")) {
       throw InputError({where, 0, at + "pairs"},
@@ -156,8 +169,8 @@ std::vector<std::string> synth_args(const std::string& kind, const json& s,
                                     const std::string& output) {
   std::vector<std::string> args = {
       "synth", kind, "--count", s["count"].dump(), "--seed", s["seed"].dump(), "--output", output};
-  if (s.contains("difficulty")) {
-    args.insert(args.end(), {"--difficulty", s["difficulty"].get<std::string>()});
+  for (const char* key : {"difficulty", "family", "split"}) {
+    if (s.contains(key)) args.insert(args.end(), {std::string("--") + key, s[key].get<std::string>()});
   }
   return args;
 }

@@ -54,13 +54,20 @@ std::map<std::string, std::string> store_prompt_hashes(datastore::Store& store) 
 struct SynthSet {
   std::string kind;
   int64_t seed = 0;
+  std::string split = "all";  // synth --split
 };
+
+// Sets drawn from opposite sides of synth's train / held-out split never share a problem.
+bool opposite_splits(const SynthSet& a, const SynthSet& b) {
+  return (a.split == "heldout" && b.split == "train") || (a.split == "train" && b.split == "heldout");
+}
 
 std::optional<SynthSet> synth_set_of(const json& config, int round) {
   if (!config.is_object() || !config.contains("kind") || !config["kind"].is_string()) {
     return std::nullopt;
   }
   SynthSet s{config["kind"].get<std::string>(), 0};  // synth's default --seed is 0
+  if (config.contains("split") && config["split"].is_string()) s.split = config["split"].get<std::string>();
   if (config.contains("seed")) {
     if (config["seed"].is_number_integer()) {
       s.seed = config["seed"].get<int64_t>();
@@ -187,7 +194,8 @@ void check_heldout_disjoint(const Recipe& recipe, int rounds) {
             if (held.contains("prompts")) continue;
             held["kind"] = eval == std::string("win_rate") ? held.value("kind", "math") : eval;
             auto a = synth_set_of(held, r), b = synth_set_of(train.config, t);
-            if (!a || !b || a->kind != b->kind || a->seed != b->seed) continue;
+            if (!a || !b || a->kind != b->kind || opposite_splits(*a, *b)) continue;
+            if (a->seed != b->seed) continue;
             throw InputError({recipe.source, 0, eval_stage.where + ".config." + eval + ".seed"},
                              "the held-out " + a->kind + " problems of eval " +
                                  stage_name(eval_stage, r) + " (seed " + std::to_string(a->seed) +
