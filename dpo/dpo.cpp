@@ -112,6 +112,13 @@ DpoResult run_dpo(const nlohmann::json& resolved) {
 
   nlohmann::json rounds = nullptr;
   PairMixture mix = build_pairs(o, how, static_cast<uint64_t>(topts.seed), &rounds);
+  // Before the reference pass, so a run the limits gut stops (or is reported) at once.
+  std::vector<core::SourceLoss> losses;
+  for (const auto& s : mix.sources) {
+    losses.push_back({s.name, s.read, s.truncated, s.dropped_long});
+  }
+  core::check_data_loss(losses, o.data.data_loss, "dpo train",
+                        "data.max_length / data.max_prompt_length", main ? &std::cerr : nullptr);
   if (mix.train.empty()) throw UsageError("no training pairs left after length limits");
 
   // Reference values before the policy is loaded; the cache file lives in OUT.

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "core/data/data_loss.h"
 #include "core/data/sources.h"
 #include "core/train/trainer_options.h"
 
@@ -101,6 +102,7 @@ core::ConfigSchema dpo_schema() {
          "prompt tokens kept (from the end, as TRL's keep_end)", check_positive});
   s.add({"data", "overlong", T::kString, "truncate", false, {"truncate", "drop"},
          "pairs over the limits: truncate (prompt keeps its end, responses their start) or drop"});
+  core::add_data_loss_keys(&s);
   s.add({"data", "packing", T::kBool, true, false, {},
          "pack several pairs per row (each pair sees only itself)"});
   s.add({"data", "prompt_completion", T::kString, "chat", false, {"chat", "text"},
@@ -172,6 +174,7 @@ DpoOptions dpo_options(const nlohmann::json& c) {
   data.packing = d.at("packing").get<bool>();
   data.prompt_completion_as_text = d.at("prompt_completion").get<std::string>() == "text";
   data.chat_format = d.at("chat_format").get<std::string>();
+  data.data_loss = core::data_loss_policy(c);
 
   const auto& p = c.at("dpo");
   o.loss.beta = p.at("beta").get<double>();

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/data/data_loss.h"
 #include "core/train/config.h"
 #include "dpo/loss.h"
 #include "dpo/pair_tokens.h"
@@ -38,6 +39,7 @@ struct DpoDataOptions {
   bool packing = true;
   bool prompt_completion_as_text = false;
   std::string chat_format = "auto";
+  core::DataLossPolicy data_loss;        // data.max_dropped_fraction, data.on_many_dropped
 };
 
 struct DpoOptions {

@@ -139,7 +139,9 @@ const std::vector<std::string>& synth_options() {
       "kind",      "count",     "seed",      "difficulty",    "candidates", "model",
       "source",    "max-attempts", "workers", "timeout",      "memory-mb",  "problems",
       "docs",      "near-dup",  "min-chars", "max-chars",     "no-step-check", "allow-no-tool",
-      "family",    "reference"};
+      "family",    "reference", "split",     "sample-seed",   "temperature", "top-p",
+      "top-k",     "min-p",     "max-new-tokens", "device",   "dtype",      "chat-template",
+      "kv-cache-mb"};
   return kOptions;
 }
 

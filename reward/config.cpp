@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "core/data/data_loss.h"
 #include "core/data/sources.h"
 #include "core/train/trainer_options.h"
 
@@ -100,6 +101,7 @@ core::ConfigSchema reward_schema() {
   s.add({"data", "overlong", T::kString, "truncate", false, {"truncate", "drop"},
          "rankings with a longer sequence: cut each sequence to max_seq_len (the reward is then "
          "read at its last kept token) or drop the ranking (counted in the data log line)"});
+  core::add_data_loss_keys(&s);
   s.add({"data", "layout", T::kString, "one_row", false, {"one_row", "separate"},
          "one_row = Llama 3's layout: the prompt and its responses (seeded shuffled order) in "
          "one row, each response attending to the prompt and itself; separate = one sequence "
@@ -150,6 +152,7 @@ RewardDataOptions reward_data_options(const nlohmann::json& c) {
   o.near_duplicate.rule = core::parse_near_duplicate_rule(d.at("near_duplicate").get<std::string>());
   o.near_duplicate.similarity = d.at("near_duplicate_similarity").get<double>();
   o.layout = parse_layout(d.at("layout").get<std::string>());
+  o.data_loss = core::data_loss_policy(c);
   return o;
 }
 

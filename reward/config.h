@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/data/data_loss.h"
 #include "core/data/mixture.h"
 #include "core/data/near_duplicate.h"
 #include "core/train/config.h"
@@ -39,6 +40,7 @@ struct RewardDataOptions {
   std::optional<datastore::Strength> min_strength = datastore::Strength::kBetter;
   core::NearDuplicateOptions near_duplicate;
   Layout layout = Layout::kOneRow;
+  core::DataLossPolicy data_loss;  // data.max_dropped_fraction, data.on_many_dropped
 };
 RewardDataOptions reward_data_options(const nlohmann::json& resolved);
 PairwiseLossOptions reward_loss_options(const nlohmann::json& resolved);

@@ -77,8 +77,9 @@ std::vector<RankedTokens> tokenize_source(const std::vector<Ranking>& rankings,
     bool truncated = false;
     auto t = tokenize_ranking(tok, r, pairs, to, &truncated);
     if (!t) {
-      // Dropped by the length policy, or every pair's sequences rendered identical.
-      bool long_drop = false;
+      // Dropped by the length policy, or every pair's sequences rendered identical (counted as
+      // a length drop when truncation made them so).
+      bool long_drop = truncated;
       if (o.overlong == core::OverlongPolicy::kDrop) {
         TokenizeOptions keep = to;
         keep.max_seq_len = INT64_MAX;
@@ -251,6 +252,12 @@ core::TrainResult run_reward(const nlohmann::json& resolved) {
                      .dump()
               << std::endl;
   }
+  std::vector<core::SourceLoss> losses;
+  for (const auto& s : data.sources) {
+    losses.push_back({s.name, s.read, s.truncated, s.dropped_long});
+  }
+  core::check_data_loss(losses, dopts.data_loss, "reward train", "data.max_seq_len",
+                        main ? &std::cerr : nullptr);
   if (data.train.empty()) throw UsageError("no training pairs left after the filters");
 
   RowOptions ro;

@@ -1,4 +1,5 @@
 // posttrain sft: the config schema and the stage (data in sft_data.cpp, loss in sft_loss.cpp).
+#include "core/data/data_loss.h"
 #include "core/data/sources.h"
 #include "sft/sft.h"
 
@@ -51,6 +52,7 @@ core::ConfigSchema sft_schema() {
          "token limit of one example and of one packed row", core::int_range(1, 1 << 20)});
   s.add({"data", "overlong", T::kString, "truncate", false, {"truncate", "drop"},
          "what happens to examples longer than max_seq_len (counted in the data log line)"});
+  core::add_data_loss_keys(&s);
   s.add({"data", "packing", T::kBool, true, false, {},
          "pack many examples per row (positions restart and attention stays inside each example)"});
   s.add({"data", "prompt_completion", T::kString, "chat", false, {"chat", "text"},

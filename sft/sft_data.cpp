@@ -47,17 +47,25 @@ SftDataOptions sft_data_options(const nlohmann::json& c) {
   o.packing = d.at("packing").get<bool>();
   o.prompt_completion_as_text = d.at("prompt_completion").get<std::string>() == "text";
   o.chat_format = d.at("chat_format").get<std::string>();
+  o.data_loss = core::data_loss_policy(c);
   return o;
 }
 
 namespace {
 
+// Tokenises the examples SFT trains on; synth lines that were not kept are skipped and counted
+// in *not_kept.
 std::vector<core::TokenizedExample> tokenize_all(const std::vector<SftExample>& examples,
                                                  const core::Tokenizer& tok,
-                                                 core::ChatFormat format) {
+                                                 core::ChatFormat format, int64_t* not_kept) {
   std::vector<core::TokenizedExample> out;
   out.reserve(examples.size());
+  *not_kept = 0;
   for (const auto& ex : examples) {
+    if (ex.not_kept) {
+      ++*not_kept;
+      continue;
+    }
     try {
       out.push_back(tokenize_sft_example(tok, format, ex));
     } catch (const InputError&) {
@@ -98,29 +106,39 @@ std::vector<SftExample> read_store_examples(const std::string& path, int round) 
 core::Mixture build_sft_data(const SftDataOptions& o, const core::Tokenizer& tok,
                              core::ChatFormat format, uint64_t seed) {
   std::vector<core::TokenizedSource> sources;
+  std::vector<int64_t> not_kept;  // per source
+  auto add = [&](std::string name, double weight, const std::vector<SftExample>& examples,
+                 bool eval_only) {
+    int64_t skipped = 0;
+    sources.push_back({std::move(name), weight, tokenize_all(examples, tok, format, &skipped),
+                       eval_only});
+    not_kept.push_back(skipped);
+  };
   for (const auto& s : o.sources) {
-    auto examples = read_sft_examples(s.path, o.prompt_completion_as_text);
-    sources.push_back({s.path, s.weight, tokenize_all(examples, tok, format), false});
+    add(s.path, s.weight, read_sft_examples(s.path, o.prompt_completion_as_text), false);
   }
   if (!o.store.empty()) {
 #ifdef POSTTRAIN_SFT_WITH_STORE
-    auto examples = read_store_examples(o.store, o.store_round);
-    sources.push_back({o.store + "#round=" + std::to_string(o.store_round), o.store_weight,
-                       tokenize_all(examples, tok, format), false});
+    add(o.store + "#round=" + std::to_string(o.store_round), o.store_weight,
+        read_store_examples(o.store, o.store_round), false);
 #else
     throw UsageError("data.store: this build has no datastore");
 #endif
   }
   if (!o.eval_path.empty()) {
-    auto examples = read_sft_examples(o.eval_path, o.prompt_completion_as_text);
-    sources.push_back({o.eval_path, 1.0, tokenize_all(examples, tok, format), true});
+    add(o.eval_path, 1.0, read_sft_examples(o.eval_path, o.prompt_completion_as_text), true);
   }
   core::MixtureOptions mo;
   mo.max_seq_len = o.max_seq_len;
   mo.overlong = o.overlong;
   mo.eval_fraction = o.eval_fraction;
   mo.seed = seed;
-  return core::build_mixture(std::move(sources), mo);
+  core::Mixture mix = core::build_mixture(std::move(sources), mo);
+  for (size_t i = 0; i < mix.sources.size(); ++i) {
+    mix.sources[i].skipped_not_kept = not_kept[i];
+    mix.sources[i].read += not_kept[i];  // every line read
+  }
+  return mix;
 }
 
 SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& o, const core::Tokenizer& tok,
@@ -135,7 +153,21 @@ SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& o, const core::To
                      .dump()
               << std::endl;
   }
-  if (mix.train.empty()) throw UsageError("no training examples left after length limits");
+  std::vector<core::SourceLoss> losses;
+  for (const auto& s : mix.sources) {
+    losses.push_back({s.name, s.read - s.skipped_not_kept, s.truncated,
+                      s.dropped_long + s.dropped_no_targets});
+  }
+  core::check_data_loss(losses, o.data_loss, "sft", "data.max_seq_len",
+                        print ? &std::cerr : nullptr);
+  if (mix.train.empty()) {
+    int64_t not_kept = 0;
+    for (const auto& s : mix.sources) not_kept += s.skipped_not_kept;
+    throw UsageError(not_kept > 0 ? "no training examples left after skipping " +
+                                        std::to_string(not_kept) +
+                                        " synth lines that were not kept and the length limits"
+                                  : "no training examples left after length limits");
+  }
   core::PackingOptions popts;
   popts.max_seq_len = o.max_seq_len;
   popts.packing = o.packing;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/data/data_loss.h"
 #include "core/data/mixture.h"
 #include "core/data/packing.h"
 #include "core/tokenizer/tokenizer.h"
@@ -33,6 +34,7 @@ struct SftDataOptions {
   bool packing = true;
   bool prompt_completion_as_text = false;
   std::string chat_format = "auto";
+  core::DataLossPolicy data_loss;  // data.max_dropped_fraction, data.on_many_dropped
 };
 // Reads and cross-checks the data section of a resolved config (InputError naming the key).
 SftDataOptions sft_data_options(const nlohmann::json& resolved);
@@ -46,7 +48,9 @@ struct SftRows {
   std::shared_ptr<core::TokenRowDataset> train, eval;  // eval null when there is none
 };
 // Lays the mixture out as rows (eval in file order); `print`: the {"event": "data"} line with
-// each source's counts. Throws UsageError when no training example is left.
+// each source's counts and, when the length limit cut too large a share of a source, a warning
+// on stderr (core/data/data_loss.h; UsageError instead under data.on_many_dropped = error).
+// Throws UsageError when no training example is left.
 SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& options,
                       const core::Tokenizer& tokenizer, uint64_t seed, bool print);
 

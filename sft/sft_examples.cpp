@@ -34,6 +34,29 @@ SftExample parse_sft_example(const nlohmann::json& row, const Location& where,
                              bool prompt_completion_as_text) {
   SftExample ex;
   ex.where = where;
+  if (row.is_object() && row.contains("kept")) {
+    // A synth output line: its `prompt` is the problem, already the first user turn of its
+    // `messages`, so the two are not alternatives here.
+    const auto& kept = row.at("kept");
+    if (!kept.is_boolean()) {
+      throw InputError(at_field(where, "kept"),
+                       std::string("expected true or false, got ") + kept.type_name());
+    }
+    if (!kept.get<bool>()) {
+      ex.not_kept = true;
+      return ex;
+    }
+    if (row.contains("completion")) {
+      throw InputError(where, "give either messages or prompt/completion, not both");
+    }
+    if (!row.contains("messages")) {
+      throw InputError(at_field(where, "messages"),
+                       "missing: a kept synth line holds its dialogue");
+    }
+    ex.messages = parse_messages(row.at("messages"), at_field(where, "messages"));
+    if (ex.messages.empty()) throw InputError(at_field(where, "messages"), "empty list");
+    return ex;
+  }
   if (row.contains("messages")) {
     if (row.contains("prompt") || row.contains("completion")) {
       throw InputError(where, "give either messages or prompt/completion, not both");
@@ -70,11 +93,15 @@ std::vector<SftExample> read_sft_examples(const std::string& path,
   return out;
 }
 
-TokenizedExample tokenize_sft_example(const Tokenizer& tok, ChatFormat format,
-                                      const SftExample& example) {
+SftTokens render_sft_example(const Tokenizer& tok, ChatFormat format, const SftExample& example) {
+  if (example.not_kept) {
+    throw InputError(at_field(example.where, "kept"),
+                     "false: this synth line failed its checks and holds nothing to train on");
+  }
   if (!example.is_text) {
     RenderedChat chat = render_chat(tok, example.messages, format);
-    return make_targets(std::move(chat.ids), chat.sft_target_mask());
+    std::vector<uint8_t> mask = chat.sft_target_mask();
+    return {std::move(chat.ids), std::move(mask)};
   }
   std::vector<int64_t> ids = tok.encode(example.prompt, /*add_special_tokens=*/true);
   std::vector<uint8_t> mask(ids.size(), 0);
@@ -84,7 +111,13 @@ TokenizedExample tokenize_sft_example(const Tokenizer& tok, ChatFormat format,
   tail.push_back(eos.front());
   ids.insert(ids.end(), tail.begin(), tail.end());
   mask.resize(ids.size(), 1);
-  return make_targets(std::move(ids), mask);
+  return {std::move(ids), std::move(mask)};
+}
+
+TokenizedExample tokenize_sft_example(const Tokenizer& tok, ChatFormat format,
+                                      const SftExample& example) {
+  SftTokens t = render_sft_example(tok, format, example);
+  return make_targets(std::move(t.ids), t.target_mask);
 }
 
 }  // namespace posttrain::sft

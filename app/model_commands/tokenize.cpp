@@ -1,5 +1,7 @@
 // `posttrain tokenize`: text → ids and ids → text with a model's tokenizer, one string on the
-// command line or a JSONL file line by line; chat `messages` are rendered with the chat template.
+// command line or a JSONL file line by line; every row shape `sft` reads (messages,
+// prompt/completion, synth output) gets the ids and target mask SFT trains on, from SFT's own
+// reader and renderer (sft/sft_examples.h).
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,6 +13,7 @@
 #include "core/data/row_checks.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+#include "sft/sft_examples.h"
 
 namespace posttrain::app {
 namespace {
@@ -26,8 +29,12 @@ const char* kUsage =
     "(a line with both keeps its input_ids, and its text must encode to them, else an error)\n"
     "(BOS as the tokenizer's post-processor says, unless --no-special-tokens); `text` added when\n"
     "it has `input_ids`; `input_ids` and `sft_target_mask` (1 on the tokens SFT trains on) added\n"
-    "when it has `messages` (a list of {role, content, weight?}), rendered with the tokenizer's\n"
-    "chat template or --chat-template.\n"
+    "to every row `sft` reads: `messages` (a list of {role, content, weight?}), `prompt` and\n"
+    "`completion` (a chat, or raw text with --prompt-completion text, as SFT's\n"
+    "data.prompt_completion), a `synth --candidates` output line (its messages; a line with\n"
+    "\"kept\": false, which SFT skips, is copied unchanged). Chats are rendered with the\n"
+    "tokenizer's chat template or --chat-template; --add-generation-prompt renders a `messages`\n"
+    "row for generation instead (ending with an assistant header).\n"
     "example: posttrain tokenize --tokenizer ckpt/ --input prompts.jsonl --output ids.jsonl";
 
 core::Tokenizer load_tokenizer(const std::string& path) {
@@ -39,7 +46,14 @@ struct Settings {
   bool add_special = true;
   bool skip_special = false;
   bool generation_prompt = false;
+  bool prompt_completion_as_text = false;  // --prompt-completion text (data.prompt_completion)
 };
+
+// Rows SFT reads that carry no `text` or `input_ids`.
+bool is_sft_row(const json& row) {
+  return row.contains("messages") || row.contains("prompt") || row.contains("completion") ||
+         row.contains("kept");
+}
 
 // Fills in the missing side of one row; `where` names the input line.
 void process_row(const core::Tokenizer& tok, const Settings& s, const Location& where, json* row) {
@@ -61,16 +75,27 @@ void process_row(const core::Tokenizer& tok, const Settings& s, const Location& 
       }
     }
     (*row)["text"] = tok.decode(ids, s.skip_special);
-  } else if (row->contains("messages")) {
+  } else if (s.generation_prompt && row->contains("messages")) {
+    if (row->contains("prompt") || row->contains("completion") || row->contains("kept")) {
+      throw InputError(where, "--add-generation-prompt renders a plain `messages` row; this line "
+                              "is an SFT row (prompt/completion or synth output)");
+    }
     Location at = where;
     at.field = "messages";
     auto messages = core::parse_messages((*row)["messages"], at);
-    core::RenderedChat chat =
-        core::render_chat(tok, messages, tok.chat_format(), s.generation_prompt);
+    core::RenderedChat chat = core::render_chat(tok, messages, tok.chat_format(), true);
     (*row)["input_ids"] = chat.ids;
     (*row)["sft_target_mask"] = chat.sft_target_mask();
+  } else if (is_sft_row(*row)) {
+    // Exactly what `sft` reads and trains on.
+    const sft::SftExample ex = sft::parse_sft_example(*row, where, s.prompt_completion_as_text);
+    if (ex.not_kept) return;  // SFT skips it: nothing to show
+    sft::SftTokens t = sft::render_sft_example(tok, tok.chat_format(), ex);
+    (*row)["input_ids"] = std::move(t.ids);
+    (*row)["sft_target_mask"] = std::move(t.target_mask);
   } else {
-    throw InputError(where, "a line needs \"text\", \"input_ids\" or \"messages\"");
+    throw InputError(where, "a line needs \"text\", \"input_ids\", \"messages\" or "
+                            "\"prompt\"/\"completion\"");
   }
 }
 
@@ -83,7 +108,9 @@ int run_tokenize(const std::vector<std::string>& args) {
       "chat-template", po::value<std::string>(), "llama3 | chatml (default: the tokenizer's)")(
       "no-special-tokens", po::bool_switch(), "do not add the post-processor's BOS/EOS")(
       "skip-special-tokens", po::bool_switch(), "leave special tokens out of decoded text")(
-      "add-generation-prompt", po::bool_switch(), "end rendered chats with an assistant header");
+      "add-generation-prompt", po::bool_switch(), "end rendered chats with an assistant header")(
+      "prompt-completion", po::value<std::string>()->default_value("chat"),
+      "string prompt/completion rows: chat | text (as sft's data.prompt_completion)");
   add_output_option(desc, "JSONL output (`-` = stdout)");
   po::variables_map vm;
   if (!parse_options(kUsage, desc, args, &vm)) return 0;
@@ -99,6 +126,11 @@ int run_tokenize(const std::vector<std::string>& args) {
   s.add_special = !vm["no-special-tokens"].as<bool>();
   s.skip_special = vm["skip-special-tokens"].as<bool>();
   s.generation_prompt = vm["add-generation-prompt"].as<bool>();
+  const std::string pc = vm["prompt-completion"].as<std::string>();
+  if (pc != "chat" && pc != "text") {
+    throw UsageError("tokenize: --prompt-completion must be chat or text, got '" + pc + "'");
+  }
+  s.prompt_completion_as_text = pc == "text";
 
   if (has_text) {
     if (output_path(vm)) throw UsageError("tokenize: --output goes with --input, not --text");

@@ -18,7 +18,8 @@ OverlongPolicy parse_overlong_policy(const std::string& name) {
 
 nlohmann::json SourceStats::to_json() const {
   return {{"source", name},          {"weight", weight},
-          {"read", read},            {"truncated", truncated},
+          {"read", read},            {"skipped_not_kept", skipped_not_kept},
+          {"truncated", truncated},
           {"dropped_long", dropped_long}, {"dropped_no_targets", dropped_no_targets},
           {"eval", eval},            {"train", train}};
 }

@@ -27,7 +27,8 @@ OverlongPolicy parse_overlong_policy(const std::string& name);  // "truncate" | 
 struct SourceStats {
   std::string name;
   double weight = 1.0;
-  int64_t read = 0;           // examples in the source
+  int64_t read = 0;           // examples in the source (lines read, skipped ones included)
+  int64_t skipped_not_kept = 0;  // SFT: synth lines whose checks failed ("kept": false)
   int64_t truncated = 0;      // longer than the limit, cut to it
   int64_t dropped_long = 0;   // longer than the limit, dropped (policy drop)
   int64_t dropped_no_targets = 0;  // nothing left to train on (e.g. after truncation)

@@ -80,5 +80,36 @@ TEST(SftExamples, BadLinesNameFileLineAndField) {
   for (const auto& p : {path, p2, p3}) std::filesystem::remove(p);
 }
 
+// synth --candidates --output lines: kept ones are their messages (the problem's `prompt`
+// beside them is not a prompt/completion pair), the others are marked to be skipped.
+TEST(SftExamples, SynthOutputLines) {
+  auto kept = nlohmann::json::parse(
+      R"({"id": "math-3-0", "prompt": "2+2?", "kept": true, "attempts": [],
+          "messages": [{"role": "user", "content": "2+2?"},
+                       {"role": "assistant", "content": "5", "weight": 0},
+                       {"role": "user", "content": "wrong"},
+                       {"role": "assistant", "content": "4", "weight": 1}]})");
+  SftExample ex = parse_sft_example(kept, Location{"s.jsonl", 1, ""}, true);
+  EXPECT_FALSE(ex.not_kept);
+  EXPECT_FALSE(ex.is_text);  // a dialogue even when strings are raw text
+  ASSERT_EQ(ex.messages.size(), 4u);
+  EXPECT_EQ(ex.messages[1].weight, 0);
+  auto failed = nlohmann::json::parse(R"({"id": "math-3-2", "prompt": "1+1?", "kept": false})");
+  EXPECT_TRUE(parse_sft_example(failed, Location{}, false).not_kept);
+  EXPECT_THROW(tokenize_sft_example(core::Tokenizer::byte_level(), core::ChatFormat::kLlama3,
+                                    parse_sft_example(failed, Location{}, false)),
+               InputError);
+  for (const char* bad : {R"({"prompt": "p", "kept": "yes"})", R"({"prompt": "p", "kept": true})",
+                          R"({"messages": [{"role": "user", "content": "u"}], "kept": true,
+                              "completion": "c"})"}) {
+    try {
+      parse_sft_example(nlohmann::json::parse(bad), Location{"s.jsonl", 4, ""}, false);
+      FAIL() << bad;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("s.jsonl:4"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace posttrain::sft
