@@ -95,9 +95,10 @@ json apply_overrides(json doc, const std::vector<std::string>& overrides) {
       throw InputError(Location{"--set", 0, text}, "expected key=value");
     }
     const std::string key = text.substr(0, eq), value = text.substr(eq + 1);
-    if (key != "name" && key != "store" && key != "num_rounds" && key != "model") {
+    if (key != "name" && key != "store" && key != "num_rounds" && key != "model" &&
+        key != "launcher") {
       throw InputError(Location{"--set", 0, key},
-                       "a recipe's --set takes name, store, num_rounds or model");
+                       "a recipe's --set takes name, store, num_rounds, model or launcher");
     }
     try {
       doc[key] = json::parse(value);

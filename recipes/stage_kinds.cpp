@@ -32,6 +32,14 @@ void check_with_schema(const core::ConfigSchema& schema, const json& config,
     if (key.type == core::ConfigType::kPath && (skip_paths || contains(unchecked, name))) {
       key.type = core::ConfigType::kString;
     }
+    // A JSON key whose check reads files (data.sources) cannot check paths that earlier stages
+    // or other machines will provide.
+    const bool placeholder_inside =
+        std::any_of(unchecked.begin(), unchecked.end(),
+                    [&](const std::string& u) { return u.rfind(name, 0) == 0; });
+    if (key.type == core::ConfigType::kJson && key.check && (skip_paths || placeholder_inside)) {
+      key.check = nullptr;
+    }
     relaxed.add(std::move(key));
   }
   relaxed.resolve(config, {}, where);
