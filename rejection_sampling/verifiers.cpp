@@ -70,7 +70,8 @@ void check_checker(const std::string& kind, const json& checker, const Location&
       const std::string name = tools[i].get<std::string>();
       bool known = false;
       for (const char* k : kKnownTools) known = known || name == k;
-      if (!known) throw InputError(at(f), "unknown tool '" + name + "' (calculator, lookup, python)");
+      if (!known)
+        throw InputError(at(f), "unknown tool '" + name + "' (calculator, lookup, python)");
     }
   } else {
     throw InputError(at("kind"), "unknown kind '" + kind + "' (math, code, tool)");

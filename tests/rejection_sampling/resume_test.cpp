@@ -43,7 +43,8 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
   constexpr int kPrompts = 12;
   std::vector<Json> prompts;
   for (int i = 0; i < kPrompts; ++i) {
-    Json row = {{"id", "p" + std::to_string(i)}, {"prompt", "What is " + std::to_string(i) + " + 1?"}};
+    Json row = {{"id", "p" + std::to_string(i)},
+                {"prompt", "What is " + std::to_string(i) + " + 1?"}};
     if (i % 2 == 0) {
       row["kind"] = "math";
       row["answer"] = i + 1;
@@ -56,10 +57,14 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
     Json c = {{"model", {{"path", root + "/policy"}}},
               {"reward_model", {{"path", root + "/rm"}}},
               {"prompts", {{"path", root + "/prompts.jsonl"}}},
-              {"sampling", {{"samples", 4}, {"max_new_tokens", 24}, {"seed", 11},
-                            {"system_prompts", {"Be brief.", "Show your work."}}}},
+              {"sampling",
+               {{"samples", 4},
+                {"max_new_tokens", 24},
+                {"seed", 11},
+                {"system_prompts", {"Be brief.", "Show your work."}}}},
               {"ranking", {{"order", {"verified", "reward"}}, {"require_verified", false}}},
-              {"output", {{"store", root + "/" + name + ".db"}, {"round", 2}, {"dir", root + "/" + name}}},
+              {"output",
+               {{"store", root + "/" + name + ".db"}, {"round", 2}, {"dir", root + "/" + name}}},
               {"engine", {{"kv_cache_mb", 16}, {"chunk_prompts", 1}}}};
     const std::string path = root + "/" + name + ".json";
     std::ofstream(path) << c.dump(2);
