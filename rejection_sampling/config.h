@@ -22,7 +22,7 @@ core::ConfigSchema sample_schema();
 struct VerifierOptions {
   double timeout_seconds = 2.0;  // sandbox wall clock per code run
   int64_t memory_mb = 512;
-  int workers = 2;          // candidates checked in parallel
+  int workers = 2;          // code/tool candidates checked in parallel (math runs inline)
   bool check_steps = true;  // math: a wrong shown equation fails the candidate
   bool require_tool_use = false;
   std::string docs_dir;  // tool lookups; "" = the built-in documents
