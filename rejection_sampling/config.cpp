@@ -117,7 +117,8 @@ void add_rest_keys(core::ConfigSchema& s) {
          [](const json& v) { return check_range(v, 0, 600, true, "(0, 600]"); }});
   s.add({"verifier", "memory_mb", T::kInt, 512, false, {}, "sandbox address-space limit",
          core::int_range(16, 1 << 20)});
-  s.add({"verifier", "workers", T::kInt, 2, false, {}, "candidates checked in parallel",
+  s.add({"verifier", "workers", T::kInt, 2, false, {},
+         "code/tool candidates checked in parallel (sandbox runs); math checks run inline",
          core::int_range(1, 64)});
   s.add({"verifier", "check_steps", T::kBool, true, false, {},
          "math: fail answers whose shown equations are wrong"});

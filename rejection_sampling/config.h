@@ -5,11 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/generate/engine.h"
 #include "core/generate/sampling_params.h"
@@ -23,10 +22,10 @@ core::ConfigSchema sample_schema();
 struct VerifierOptions {
   double timeout_seconds = 2.0;  // sandbox wall clock per code run
   int64_t memory_mb = 512;
-  int workers = 2;           // candidates checked in parallel
-  bool check_steps = true;   // math: a wrong shown equation fails the candidate
+  int workers = 2;          // code/tool candidates checked in parallel (math runs inline)
+  bool check_steps = true;  // math: a wrong shown equation fails the candidate
   bool require_tool_use = false;
-  std::string docs_dir;      // tool lookups; "" = the built-in documents
+  std::string docs_dir;  // tool lookups; "" = the built-in documents
 };
 
 struct SampleOptions {

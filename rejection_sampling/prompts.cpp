@@ -35,8 +35,9 @@ std::vector<SamplePrompt> read_jsonl_prompts(const std::string& path) {
     p.where = reader.where();
     const char* field = row.contains("prompt") ? "prompt" : "messages";
     if (!row.contains(field)) {
-      throw InputError(reader.where(), "a prompt row needs 'prompt' (string or messages) or "
-                                       "'messages'");
+      throw InputError(reader.where(),
+                       "a prompt row needs 'prompt' (string or messages) or "
+                       "'messages'");
     }
     p.content = row[field];
     if (std::string(field) == "messages" && !p.content.is_array()) {
@@ -81,7 +82,7 @@ std::vector<SamplePrompt> read_store_prompts(const std::string& path, int round)
     }
     datastore::validate_content(p.content, p.where);
     p.id = spec.contains("id") && spec["id"].is_string() ? spec["id"].get<std::string>()
-                                                          : std::to_string(problem.id);
+                                                         : std::to_string(problem.id);
     p.kind = problem.kind;
     p.checker = problem.checker;
     check_checker(p.kind, p.checker, p.where);

@@ -4,21 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 
 namespace posttrain::rejection_sampling {
 
 struct SamplePrompt {
-  std::string id;           // the row's / problem's id, else "line N"
-  nlohmann::json content;   // a string or a message list: what the store's prompts table holds
-  std::string kind;         // "" (no verifier), "math", "code" or "tool"
-  nlohmann::json checker;   // math {"answer"}, code {"tests"}, tool {"tools", "answer"?}; null
-  Location where;           // file and line (or store and problem id) for errors
+  std::string id;          // the row's / problem's id, else "line N"
+  nlohmann::json content;  // a string or a message list: what the store's prompts table holds
+  std::string kind;        // "" (no verifier), "math", "code" or "tool"
+  nlohmann::json checker;  // math {"answer"}, code {"tests"}, tool {"tools", "answer"?}; null
+  Location where;          // file and line (or store and problem id) for errors
 };
 
 // Throws InputError naming the file, line and field of the first bad row.

@@ -18,10 +18,14 @@ RankKey parse_rank_key(const std::string& name) {
 
 const char* rank_key_name(RankKey key) {
   switch (key) {
-    case RankKey::kVerified: return "verified";
-    case RankKey::kReward: return "reward";
-    case RankKey::kLogprob: return "logprob";
-    case RankKey::kShorter: return "shorter";
+    case RankKey::kVerified:
+      return "verified";
+    case RankKey::kReward:
+      return "reward";
+    case RankKey::kLogprob:
+      return "logprob";
+    case RankKey::kShorter:
+      return "shorter";
   }
   return "?";
 }
@@ -42,8 +46,12 @@ int compare_candidates(const RankingRule& rule, const CandidateScores& a,
   for (RankKey key : rule.keys) {
     int c = 0;
     switch (key) {
-      case RankKey::kVerified: c = compare_values(a.verified, b.verified); break;
-      case RankKey::kReward: c = compare_values(a.reward, b.reward); break;
+      case RankKey::kVerified:
+        c = compare_values(a.verified, b.verified);
+        break;
+      case RankKey::kReward:
+        c = compare_values(a.reward, b.reward);
+        break;
       case RankKey::kLogprob:
         c = compare_values(std::optional<double>(a.logprob), std::optional<double>(b.logprob));
         break;

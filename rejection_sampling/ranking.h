@@ -36,8 +36,7 @@ struct CandidateScores {
 };
 
 // -1, 0 or 1: a ranks below, level with or above b under the rule (sample order not counted).
-int compare_candidates(const RankingRule& rule, const CandidateScores& a,
-                       const CandidateScores& b);
+int compare_candidates(const RankingRule& rule, const CandidateScores& a, const CandidateScores& b);
 
 // Candidate indices best first (stable: ties keep sample order).
 std::vector<size_t> rank_candidates(const RankingRule& rule,

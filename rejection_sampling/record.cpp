@@ -30,9 +30,7 @@ Decision decide(const RankingRule& rule, const PromptOutcome& outcome) {
   return d;
 }
 
-std::string done_marker(int64_t prompt_id) {
-  return "sample prompt " + std::to_string(prompt_id);
-}
+std::string done_marker(int64_t prompt_id) { return "sample prompt " + std::to_string(prompt_id); }
 
 namespace {
 
@@ -86,8 +84,8 @@ void add_scores(datastore::Store& store, const RecordContext& ctx, const PromptO
 
 }  // namespace
 
-Recorded record_prompt(datastore::Store& store, const RecordContext& ctx,
-                       const PromptOutcome& o, const Decision& d,
+Recorded record_prompt(datastore::Store& store, const RecordContext& ctx, const PromptOutcome& o,
+                       const Decision& d,
                        const std::function<void(const Recorded&)>& before_commit) {
   auto tx = store.transaction();
   Recorded r;

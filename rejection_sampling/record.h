@@ -7,11 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "datastore/store.h"
 #include "rejection_sampling/prompts.h"
@@ -41,7 +40,7 @@ struct PromptOutcome {
 };
 
 struct Decision {
-  std::vector<size_t> order;  // ranked candidates, best first (empty texts left out)
+  std::vector<size_t> order;       // ranked candidates, best first (empty texts left out)
   std::optional<size_t> selected;  // candidate that becomes SFT data
   std::optional<std::pair<size_t, size_t>> pair;  // (chosen, rejected)
 };

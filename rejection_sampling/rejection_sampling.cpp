@@ -1,6 +1,8 @@
 // The rejection-sampling runner (see rejection_sampling.h).
 #include "rejection_sampling/rejection_sampling.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -10,8 +12,6 @@
 #include <optional>
 #include <set>
 #include <sstream>
-
-#include <ATen/ATen.h>
 
 #include "common/error.h"
 #include "common/progress.h"
@@ -62,9 +62,14 @@ struct Job {
 
 json run_sampling_settings(const SampleOptions& o) {
   const auto& p = o.sampling;
-  return {{"generator", "posttrain sample"}, {"samples", o.samples}, {"base_seed", o.seed},
-          {"temperature", p.temperature},    {"top_p", p.top_p},      {"top_k", p.top_k},
-          {"min_p", p.min_p},                {"max_new_tokens", p.max_new_tokens},
+  return {{"generator", "posttrain sample"},
+          {"samples", o.samples},
+          {"base_seed", o.seed},
+          {"temperature", p.temperature},
+          {"top_p", p.top_p},
+          {"top_k", p.top_k},
+          {"min_p", p.min_p},
+          {"max_new_tokens", p.max_new_tokens},
           {"stop", p.stop_strings}};
 }
 
@@ -152,7 +157,8 @@ std::vector<Job> Runner::plan(const std::vector<SamplePrompt>& prompts, gen::Eng
     job.prompt = &p;
     job.position = static_cast<int64_t>(i);
     job.system_prompt = draw_system_prompt(o_.system_prompts, o_.seed, job.position, p.content);
-    job.request.prompt = render_prompt(*tok_, format_, prompt_messages(p.content, job.system_prompt));
+    job.request.prompt =
+        render_prompt(*tok_, format_, prompt_messages(p.content, job.system_prompt));
     const uint64_t base = gen::sample_seed(o_.seed, job.position);
     for (int64_t k = 0; k < o_.samples; ++k) job.request.seeds.push_back(gen::sample_seed(base, k));
     job.request.params = params_;
@@ -210,8 +216,8 @@ void Runner::process(Job& job, const std::vector<gen::GeneratedSample>& samples)
     for (size_t j = 0; j < live.size(); ++j) out.candidates[live[j]].reward = rewards[j];
   }
   const Decision d = decide(o_.ranking, out);
-  const Recorded rec = record_prompt(*store_, ctx_, out, d,
-                                     [&](const Recorded& r) { write_candidates(out, r, d); });
+  const Recorded rec =
+      record_prompt(*store_, ctx_, out, d, [&](const Recorded& r) { write_candidates(out, r, d); });
 
   ++sum_.prompts;
   sum_.samples += static_cast<int64_t>(out.candidates.size());
@@ -238,14 +244,19 @@ void Runner::write_candidates(const PromptOutcome& out, const Recorded& rec, con
   for (size_t r = 0; r < d.order.size(); ++r) rank[d.order[r]] = static_cast<int64_t>(r);
   for (size_t k = 0; k < out.candidates.size(); ++k) {
     const Candidate& c = out.candidates[k];
-    json line = {{"prompt_id", rec.prompt_id},     {"id", out.prompt->id},
-                 {"position", out.position},       {"kind", out.prompt->kind},
+    json line = {{"prompt_id", rec.prompt_id},
+                 {"id", out.prompt->id},
+                 {"position", out.position},
+                 {"kind", out.prompt->kind},
                  {"system_prompt", out.system_prompt},
                  {"prompt_tokens", out.prompt_tokens},
-                 {"sample", c.sample},             {"seed", c.seed},
-                 {"text", c.text},                 {"tokens", c.tokens},
+                 {"sample", c.sample},
+                 {"seed", c.seed},
+                 {"text", c.text},
+                 {"tokens", c.tokens},
                  {"finish_reason", c.finish_reason},
-                 {"logprob", c.logprob},           {"response_id", rec.response_ids[k]},
+                 {"logprob", c.logprob},
+                 {"response_id", rec.response_ids[k]},
                  {"rank", rank[k]},
                  {"selected", d.selected == k},
                  {"chosen", d.pair && d.pair->first == k && rec.pair_id.has_value()},
@@ -266,22 +277,24 @@ SampleSummary Runner::run() {
   if (o_.device == "cuda" && !at::hasCUDA()) throw UsageError("model.device cuda: no CUDA device");
   const auto config = core::load_config(o_.model_dir);
   if (config.kind == core::ModelKind::kRewardModel) {
-    throw UsageError("model.path " + o_.model_dir + " is a reward model; the policy must be a "
+    throw UsageError("model.path " + o_.model_dir +
+                     " is a reward model; the policy must be a "
                      "causal language model");
   }
   if (!fs::exists(o_.model_dir + "/tokenizer.json")) {
     throw UsageError("model.path " + o_.model_dir + " has no tokenizer.json");
   }
   tok_ = core::Tokenizer::load_dir(o_.model_dir);
-  format_ = o_.chat_format == "auto" ? tok_->chat_format() : core::parse_chat_format(o_.chat_format);
+  format_ =
+      o_.chat_format == "auto" ? tok_->chat_format() : core::parse_chat_format(o_.chat_format);
   const auto prompts = read_prompts(o_);
   sum_.prompts_total = static_cast<int64_t>(prompts.size());
 
   params_ = o_.sampling;  // stop ids come from the policy's generation_config.json
   params_.stop_token_ids = gen::model_stop_token_ids(o_.model_dir, config);
   const at::Device device(o_.device == "cuda" ? at::kCUDA : at::kCPU);
-  auto model = core::load_model(o_.model_dir, device,
-                                o_.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat);
+  auto model =
+      core::load_model(o_.model_dir, device, o_.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat);
   model->eval();
   const core::Tokenizer tok = *tok_;
   gen::Engine engine(*model, o_.engine,

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-
 #include <nlohmann/json.hpp>
 
 #include "rejection_sampling/config.h"
@@ -15,22 +14,22 @@
 namespace posttrain::rejection_sampling {
 
 struct SampleSummary {
-  int64_t prompts_total = 0;    // prompts in the source (after limit)
-  int64_t duplicates = 0;       // repeated prompts left out
-  int64_t skipped = 0;          // already done by an earlier run
-  int64_t prompts = 0;          // sampled by this run
-  int64_t samples = 0;          // candidates generated
-  int64_t empty = 0;            // empty candidates (not stored, never selected)
-  int64_t verifiable = 0;       // candidates of prompts with a verifier
-  int64_t verified = 0;         // of those, passed
+  int64_t prompts_total = 0;  // prompts in the source (after limit)
+  int64_t duplicates = 0;     // repeated prompts left out
+  int64_t skipped = 0;        // already done by an earlier run
+  int64_t prompts = 0;        // sampled by this run
+  int64_t samples = 0;        // candidates generated
+  int64_t empty = 0;          // empty candidates (not stored, never selected)
+  int64_t verifiable = 0;     // candidates of prompts with a verifier
+  int64_t verified = 0;       // of those, passed
   int64_t prompts_verifiable = 0;
-  int64_t best_verified = 0;    // prompts whose best candidate passed
-  int64_t selected = 0;         // SFT selections made
-  int64_t pairs = 0;            // preference pairs made
-  int64_t rewarded = 0;         // candidates scored by the reward model
+  int64_t best_verified = 0;  // prompts whose best candidate passed
+  int64_t selected = 0;       // SFT selections made
+  int64_t pairs = 0;          // preference pairs made
+  int64_t rewarded = 0;       // candidates scored by the reward model
   double reward_sum = 0;
   int64_t generated_tokens = 0;
-  double seconds = 0;           // generation + scoring + writing
+  double seconds = 0;  // generation + scoring + writing
   nlohmann::json to_json() const;
 };
 

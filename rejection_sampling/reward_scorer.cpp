@@ -1,9 +1,9 @@
 // Reward-model scoring of candidates (see reward_scorer.h).
 #include "rejection_sampling/reward_scorer.h"
 
-#include <cstdlib>
-
 #include <ATen/ATen.h>
+
+#include <cstdlib>
 
 #include "common/error.h"
 #include "core/checkpoint/hf_checkpoint.h"
@@ -34,14 +34,15 @@ RewardScorer::RewardScorer(const std::string& dir, const std::string& device,
     : s_(std::make_unique<State>()) {
   const auto config = core::load_config(dir);
   if (config.kind != core::ModelKind::kRewardModel) {
-    throw UsageError("reward_model.path " + dir + " is not a reward model "
+    throw UsageError("reward_model.path " + dir +
+                     " is not a reward model "
                      "(LlamaForSequenceClassification with num_labels 1)");
   }
   s_->scorer = absolute_path(dir);
   s_->options.device = at::Device(device == "cuda" ? at::kCUDA : at::kCPU);
   s_->options.batch_size = batch_size;
-  s_->model = core::load_model(dir, s_->options.device,
-                               dtype == "bfloat16" ? at::kBFloat16 : at::kFloat);
+  s_->model =
+      core::load_model(dir, s_->options.device, dtype == "bfloat16" ? at::kBFloat16 : at::kFloat);
   s_->model->eval();
   s_->tok = std::make_unique<core::Tokenizer>(core::Tokenizer::load_dir(dir));
 }

@@ -7,10 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace posttrain::rejection_sampling {
 
@@ -22,7 +21,8 @@ class RewardScorer {
                int64_t batch_size);
   ~RewardScorer();
   // prompt: a string or messages (the row's "prompt"); one reward per completion.
-  std::vector<double> score(const nlohmann::json& prompt, const std::vector<std::string>& completions);
+  std::vector<double> score(const nlohmann::json& prompt,
+                            const std::vector<std::string>& completions);
   const std::string& scorer() const;  // the absolute path
 
  private:

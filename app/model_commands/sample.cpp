@@ -25,21 +25,21 @@ int run_sample_command(const std::vector<std::string>& args) {
       "checkpoint go to output.store, one transaction per prompt; running the same command\n"
       "again skips the prompts already done. Output: OUT/candidates.jsonl, OUT/summary.json,\n"
       "one summary line on standard error.\n\n";
-  const auto resolved =
-      load_stage_config(schema, usage_head, args,
-                        [](const nlohmann::json& r) { rejection_sampling::sample_options(r); });
+  const auto resolved = load_stage_config(schema, usage_head, args, [](const nlohmann::json& r) {
+    rejection_sampling::sample_options(r);
+  });
   if (!resolved) return 0;
   const auto o = rejection_sampling::sample_options(*resolved);
   const auto s = rejection_sampling::run_sample(o);
   const auto j = s.to_json();
   std::ostringstream line;
   line.precision(3);
-  line << "sample: " << s.prompts << " prompts (" << s.skipped << " already done, "
-       << s.duplicates << " duplicates), " << s.samples << " samples in " << s.seconds << " s ("
+  line << "sample: " << s.prompts << " prompts (" << s.skipped << " already done, " << s.duplicates
+       << " duplicates), " << s.samples << " samples in " << s.seconds << " s ("
        << (s.seconds > 0 ? s.samples / s.seconds : 0.0) << " samples/s), verified "
        << j["verified_fraction"].dump() << ", best verified " << j["best_verified_fraction"].dump()
-       << ", " << s.selected << " selected, " << s.pairs << " pairs into " << o.store
-       << " round " << o.round << "\n";
+       << ", " << s.selected << " selected, " << s.pairs << " pairs into " << o.store << " round "
+       << o.round << "\n";
   std::cerr << line.str();
   return 0;
 }

@@ -71,7 +71,8 @@ TEST(Ranking, UnknownKeyIsAnError) {
   EXPECT_EQ(parse_rank_key("logprob"), RankKey::kLogprob);
 }
 
-Candidate candidate(const std::string& text, std::optional<bool> passed, std::optional<double> reward) {
+Candidate candidate(const std::string& text, std::optional<bool> passed,
+                    std::optional<double> reward) {
   Candidate c;
   c.text = text;
   c.tokens = static_cast<int64_t>(text.size());

@@ -40,10 +40,11 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
   r = posttrain::testing::run_cli("init --preset tiny --seed 6 --reward-model --output " + root +
                                   "/rm");
   ASSERT_EQ(r.code, 0) << r.output;
-  constexpr int kPrompts = 24;
+  constexpr int kPrompts = 12;
   std::vector<Json> prompts;
   for (int i = 0; i < kPrompts; ++i) {
-    Json row = {{"id", "p" + std::to_string(i)}, {"prompt", "What is " + std::to_string(i) + " + 1?"}};
+    Json row = {{"id", "p" + std::to_string(i)},
+                {"prompt", "What is " + std::to_string(i) + " + 1?"}};
     if (i % 2 == 0) {
       row["kind"] = "math";
       row["answer"] = i + 1;
@@ -56,10 +57,14 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
     Json c = {{"model", {{"path", root + "/policy"}}},
               {"reward_model", {{"path", root + "/rm"}}},
               {"prompts", {{"path", root + "/prompts.jsonl"}}},
-              {"sampling", {{"samples", 4}, {"max_new_tokens", 48}, {"seed", 11},
-                            {"system_prompts", {"Be brief.", "Show your work."}}}},
-              {"ranking", {{"order", {"verified", "reward"}}}, {"require_verified", false}},
-              {"output", {{"store", root + "/" + name + ".db"}, {"round", 2}, {"dir", root + "/" + name}}},
+              {"sampling",
+               {{"samples", 4},
+                {"max_new_tokens", 24},
+                {"seed", 11},
+                {"system_prompts", {"Be brief.", "Show your work."}}}},
+              {"ranking", {{"order", {"verified", "reward"}}, {"require_verified", false}}},
+              {"output",
+               {{"store", root + "/" + name + ".db"}, {"round", 2}, {"dir", root + "/" + name}}},
               {"engine", {{"kv_cache_mb", 16}, {"chunk_prompts", 1}}}};
     const std::string path = root + "/" + name + ".json";
     std::ofstream(path) << c.dump(2);
@@ -83,7 +88,7 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < deadline) {
     at_kill = committed(root + "/killed.db");
-    if (at_kill >= 3) break;
+    if (at_kill >= 2) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   ::kill(pid, SIGKILL);
@@ -91,7 +96,7 @@ TEST(SampleResume, SigkillThenRerunEqualsAnUninterruptedRun) {
   ::waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before the kill";
   const int64_t after_kill = committed(root + "/killed.db");
-  ASSERT_GE(after_kill, 3);
+  ASSERT_GE(after_kill, 2);
   ASSERT_LT(after_kill, kPrompts) << "the run finished before the kill: make it longer";
 
   r = posttrain::testing::run_cli("sample --config " + killed_cfg);

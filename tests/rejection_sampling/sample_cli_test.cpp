@@ -31,23 +31,22 @@ const std::vector<std::string> kSystemPrompts = {"Be brief.", "Think step by ste
 class SampleCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = (fs::temp_directory_path() / ("posttrain_sample_" + std::to_string(::getpid())))
-                .string();
+    root_ =
+        (fs::temp_directory_path() / ("posttrain_sample_" + std::to_string(::getpid()))).string();
     posttrain::remove_tree(root_);
     fs::create_directories(root_);
     Ran r = run("init --preset tiny --seed 5 --output " + root_ + "/policy");
     ASSERT_EQ(r.code, 0) << r.output;
     r = run("init --preset tiny --seed 6 --reward-model --output " + root_ + "/rm");
     ASSERT_EQ(r.code, 0) << r.output;
-    prompts_ = {
-        {{"id", "add"}, {"prompt", "What is 2 + 3?"}, {"kind", "math"}, {"answer", "5"}},
-        {{"id", "mul"}, {"prompt", "What is 4 * 6?"}, {"kind", "math"}, {"answer", 24}},
-        {{"id", "hi"}, {"prompt", "Say hi."}},
-        {{"id", "color"},
-         {"messages", Json::array({{{"role", "user"}, {"content", "Name a color."}}})}},
-        {{"id", "sys"},
-         {"prompt", Json::array({{{"role", "system"}, {"content", "Answer in French."}},
-                                 {{"role", "user"}, {"content", "Name a fruit."}}})}}};
+    prompts_ = {{{"id", "add"}, {"prompt", "What is 2 + 3?"}, {"kind", "math"}, {"answer", "5"}},
+                {{"id", "mul"}, {"prompt", "What is 4 * 6?"}, {"kind", "math"}, {"answer", 24}},
+                {{"id", "hi"}, {"prompt", "Say hi."}},
+                {{"id", "color"},
+                 {"messages", Json::array({{{"role", "user"}, {"content", "Name a color."}}})}},
+                {{"id", "sys"},
+                 {"prompt", Json::array({{{"role", "system"}, {"content", "Answer in French."}},
+                                         {{"role", "user"}, {"content", "Name a fruit."}}})}}};
     testing::write_jsonl(root_ + "/prompts.jsonl", prompts_);
     // One run shared by the tests that read its results.
     r = run("sample --config " + config("main"));
@@ -59,20 +58,23 @@ class SampleCli : public ::testing::Test {
   // A config writing to ROOT/NAME.db and ROOT/NAME/; `patch` is merged per section (a null
   // section is dropped).
   static std::string config(const std::string& name, const Json& patch = Json::object()) {
-    Json c = {{"model", {{"path", root_ + "/policy"}}},
-              {"reward_model", {{"path", root_ + "/rm"}, {"batch_size", 3}}},
-              {"prompts", {{"path", root_ + "/prompts.jsonl"}}},
-              {"sampling",
-               {{"samples", 4}, {"max_new_tokens", 8}, {"seed", 7}, {"system_prompts", kSystemPrompts}}},
-              {"ranking", {{"order", {"verified", "reward"}}}},
-              {"output", {{"store", root_ + "/" + name + ".db"}, {"round", 1}, {"dir", root_ + "/" + name}}},
-              {"engine", {{"kv_cache_mb", 16}}}};
+    Json c = {
+        {"model", {{"path", root_ + "/policy"}}},
+        {"reward_model", {{"path", root_ + "/rm"}, {"batch_size", 3}}},
+        {"prompts", {{"path", root_ + "/prompts.jsonl"}}},
+        {"sampling",
+         {{"samples", 4}, {"max_new_tokens", 8}, {"seed", 7}, {"system_prompts", kSystemPrompts}}},
+        {"ranking", {{"order", {"verified", "reward"}}}},
+        {"output",
+         {{"store", root_ + "/" + name + ".db"}, {"round", 1}, {"dir", root_ + "/" + name}}},
+        {"engine", {{"kv_cache_mb", 16}}}};
     for (auto it = patch.begin(); it != patch.end(); ++it) {
       if (it.value().is_null()) {  // null drops the section
         c.erase(it.key());
         continue;
       }
-      for (auto kt = it.value().begin(); kt != it.value().end(); ++kt) c[it.key()][kt.key()] = kt.value();
+      for (auto kt = it.value().begin(); kt != it.value().end(); ++kt)
+        c[it.key()][kt.key()] = kt.value();
     }
     const std::string path = root_ + "/" + name + ".json";
     std::ofstream(path) << c.dump(2);
@@ -86,7 +88,9 @@ std::string SampleCli::root_, SampleCli::main_output_;
 std::vector<Json> SampleCli::prompts_;
 
 // The content a prompt row stores: its "prompt" or its "messages".
-Json content_of(const Json& row) { return row.contains("prompt") ? row["prompt"] : row["messages"]; }
+Json content_of(const Json& row) {
+  return row.contains("prompt") ? row["prompt"] : row["messages"];
+}
 
 TEST_F(SampleCli, RecordsEveryCandidateWithSeedSamplingAndCheckpoint) {
   const std::string db = root_ + "/main.db";
@@ -103,12 +107,14 @@ TEST_F(SampleCli, RecordsEveryCandidateWithSeedSamplingAndCheckpoint) {
     EXPECT_EQ(l["id"], row["id"]);
     // Seeds follow the documented derivation, so a resumed run draws the same samples.
     const uint64_t base = core::generate::sample_seed(7, position);
-    EXPECT_EQ(l["seed"].get<uint64_t>(), core::generate::sample_seed(base, l["sample"].get<int64_t>()));
+    EXPECT_EQ(l["seed"].get<uint64_t>(),
+              core::generate::sample_seed(base, l["sample"].get<int64_t>()));
     // A drawn system prompt only where the prompt has none of its own.
     if (row["id"] == "sys") {
       EXPECT_EQ(l["system_prompt"], "");
     } else {
-      EXPECT_TRUE(l["system_prompt"] == kSystemPrompts[0] || l["system_prompt"] == kSystemPrompts[1]);
+      EXPECT_TRUE(l["system_prompt"] == kSystemPrompts[0] ||
+                  l["system_prompt"] == kSystemPrompts[1]);
     }
     if (l["text"] == "") {
       EXPECT_EQ(l["response_id"], 0);
@@ -129,23 +135,26 @@ TEST_F(SampleCli, RecordsEveryCandidateWithSeedSamplingAndCheckpoint) {
     EXPECT_EQ(sampling["top_p"], 1.0);
     EXPECT_EQ(sampling["max_new_tokens"], 8);
     EXPECT_EQ(sampling["samples"], 4);
-    const auto prompt = query(db, "SELECT body FROM prompts WHERE id = " + resp[0]["prompt_id"].dump());
+    const auto prompt =
+        query(db, "SELECT body FROM prompts WHERE id = " + resp[0]["prompt_id"].dump());
     ASSERT_EQ(prompt.size(), 1u);
     EXPECT_EQ(Json::parse(prompt[0]["body"].get<std::string>()), content_of(row));
     // The reward model's score and, for math, the verifier's.
-    const auto rs = query(db, "SELECT value FROM scores WHERE scorer_kind = 'reward_model' AND scorer = '" +
-                                  rm + "' AND response_id = " + l["response_id"].dump());
+    const auto rs =
+        query(db, "SELECT value FROM scores WHERE scorer_kind = 'reward_model' AND scorer = '" +
+                      rm + "' AND response_id = " + l["response_id"].dump());
     ASSERT_EQ(rs.size(), 1u);
     EXPECT_DOUBLE_EQ(rs[0]["value"].get<double>(), l["reward"].get<double>());
-    const auto vs = query(db, "SELECT value, scorer FROM scores WHERE scorer_kind = 'verifier' AND "
-                              "response_id = " + l["response_id"].dump());
+    const auto vs = query(db,
+                          "SELECT value, scorer FROM scores WHERE scorer_kind = 'verifier' AND "
+                          "response_id = " +
+                              l["response_id"].dump());
     if (row.value("kind", "") == "math") {
       ASSERT_EQ(vs.size(), 1u);
       EXPECT_EQ(vs[0]["scorer"], "verify:math");
       // Independently: math_check with the row's known answer.
-      const auto answer = synthetic::parse_number(row["answer"].is_string()
-                                                      ? row["answer"].get<std::string>()
-                                                      : row["answer"].dump());
+      const auto answer = synthetic::parse_number(
+          row["answer"].is_string() ? row["answer"].get<std::string>() : row["answer"].dump());
       const bool passed = synthetic::check_math(l["text"].get<std::string>(), *answer).passed;
       EXPECT_EQ(l["verified"], passed);
       EXPECT_EQ(vs[0]["value"].get<double>(), passed ? 1.0 : 0.0);

@@ -52,9 +52,15 @@ inline std::vector<Json> query(const std::string& db_path, const std::string& sq
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
         const std::string name = sqlite3_column_name(st, c);
         switch (sqlite3_column_type(st, c)) {
-          case SQLITE_INTEGER: row[name] = sqlite3_column_int64(st, c); break;
-          case SQLITE_FLOAT: row[name] = sqlite3_column_double(st, c); break;
-          case SQLITE_NULL: row[name] = nullptr; break;
+          case SQLITE_INTEGER:
+            row[name] = sqlite3_column_int64(st, c);
+            break;
+          case SQLITE_FLOAT:
+            row[name] = sqlite3_column_double(st, c);
+            break;
+          case SQLITE_NULL:
+            row[name] = nullptr;
+            break;
           case SQLITE_BLOB: {  // hashes: hex, so rows print and compare as text
             const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(st, c));
             std::string hex;
@@ -83,8 +89,9 @@ inline std::vector<Json> query(const std::string& db_path, const std::string& sq
 // or primary-key order.
 inline std::map<std::string, std::vector<Json>> dump_store(const std::string& db_path) {
   std::map<std::string, std::vector<Json>> out;
-  for (const auto& t : query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                                      "name NOT LIKE 'sqlite_%' ORDER BY name")) {
+  for (const auto& t : query(db_path,
+                             "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                             "name NOT LIKE 'sqlite_%' ORDER BY name")) {
     const std::string name = t["name"];
     const auto n = query(db_path, "SELECT count(*) AS n FROM pragma_table_info('" + name + "')");
     std::string order = "1";

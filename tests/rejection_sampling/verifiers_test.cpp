@@ -2,6 +2,8 @@
 // math candidates with known answers (the generator's own worked solutions pass, the same
 // solutions with a wrong final answer fail), the ranking putting a verified candidate above a
 // higher-rewarded wrong one, and malformed checker fields named by file, line and field.
+#include "rejection_sampling/verifiers.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,7 +13,6 @@
 #include "common/files.h"
 #include "rejection_sampling/prompts.h"
 #include "rejection_sampling/record.h"
-#include "rejection_sampling/verifiers.h"
 #include "synthetic/math_problems.h"
 #include "synthetic/pipeline.h"
 
@@ -41,7 +42,8 @@ TEST(SampleVerifiers, StoreRoundMathProblemsVerifyTheirOwnSolutions) {
   so.kind = synthetic::Kind::kMath;
   so.count = 4;
   so.seed = 3;
-  synthetic::write_store(synthetic::run_synth(so), dir + "/s.db", synthetic::Kind::kMath, 2, "test");
+  synthetic::write_store(synthetic::run_synth(so), dir + "/s.db", synthetic::Kind::kMath, 2,
+                         "test");
   const auto prompts = read_store_prompts(dir + "/s.db", 2);
   const auto problems = synthetic::make_math_problems(3, 4, 0);
   ASSERT_EQ(prompts.size(), problems.size());
@@ -110,7 +112,7 @@ TEST(SampleVerifiers, BadCheckerFieldsNameFileLineAndField) {
   expect_error({{{"prompt", "x"}, {"kind", "poetry"}}}, "field 'kind'");
   expect_error({{{"text", "x"}}}, "p.jsonl:1");
   expect_error({{{"prompt", json::array({{{"role", "user"}, {"content", "hi"}},
-                                          {{"role", "assistant"}, {"content", "yo"}}})}}},
+                                         {{"role", "assistant"}, {"content", "yo"}}})}}},
                "assistant");
   posttrain::remove_tree(dir);
 }
