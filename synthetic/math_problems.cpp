@@ -123,7 +123,7 @@ void addition(Rng& rng, int difficulty, MathProblem* p) {
   const bool minus = difficulty > 1 && rng.uniform(0, 1) == 1;
   const Rational value = minus ? Rational(a) - Rational(b) : Rational(a) + Rational(b);
   const std::string expr = std::to_string(a) + (minus ? " - " : " + ") + std::to_string(b);
-  p->prompt = "Compute the exact value of " + expr + ".";
+  p->prompt = "What is " + expr + "?";
   p->answer = value;
   p->solution = expr + " = " + value.decimal_or_fraction() + "\n";
 }
@@ -290,8 +290,14 @@ MathProblem make_math_problem(uint64_t seed, int64_t index, int difficulty,
   const auto& family = rng.pick(allowed);
   p.family = family.first;
   family.second(rng, p.difficulty, &p);
-  p.prompt += "\n\n";
-  p.prompt += kMathAnswerInstruction;
+  if (p.family == "addition") {
+    // The short form: at a few dozen tokens per problem a tiny model sees many problems per
+    // packed row (recipes/tiny_math.json); the checker reads the same last line.
+    p.prompt += " End with a last line \"Answer: ...\".";
+  } else {
+    p.prompt += "\n\n";
+    p.prompt += kMathAnswerInstruction;
+  }
   p.solution += "Answer: " + p.answer.decimal_or_fraction() + "\n";
   return p;
 }

@@ -42,7 +42,8 @@ std::vector<MathProblem> make_math_problems(uint64_t seed, int64_t count, int di
 
 nlohmann::json to_json(const MathProblem& p);
 
-// What every math prompt asks for, so checkers can find the answer.
+// What every math prompt asks for, so checkers can find the answer (the opt-in addition family
+// asks only for the last "Answer: ..." line).
 extern const char kMathAnswerInstruction[];
 
 }  // namespace posttrain::synthetic

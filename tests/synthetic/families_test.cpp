@@ -27,7 +27,7 @@ TEST(Families, AdditionIsOptInAndLeavesDefaultDrawsAlone) {
   // The opt-in family is never drawn by default, so earlier seeds give the same problems.
   for (const auto& p : make_math_problems(7, 200, 0)) EXPECT_NE(p.family, "addition");
   // Its answers, recomputed from the prompt's two numbers.
-  const std::regex sum(R"(Compute the exact value of (\d+) ([+-]) (\d+)\.)");
+  const std::regex sum(R"(^What is (\d+) ([+-]) (\d+)\? End with a last line "Answer: \.\.\."\.$)");
   for (int level = 1; level <= 3; ++level) {
     for (const auto& p : make_math_problems(11, 50, level, {{"addition"}})) {
       std::smatch m;
