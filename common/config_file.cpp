@@ -3,6 +3,8 @@
 // YAML 1.1 conversions (which read `yes` as a bool and `1e-5` as text).
 #include "common/config_file.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -11,8 +13,6 @@
 #include <regex>
 #include <sstream>
 #include <vector>
-
-#include <yaml-cpp/yaml.h>
 
 #include "common/json_depth.h"
 
@@ -87,7 +87,8 @@ class YamlConverter {
         for (auto it = node.begin(); it != node.end(); ++it) {
           const YAML::Node& key = it->first;
           if (!key.IsScalar()) {
-            throw InputError(Location{source_, yaml_line(key), path}, "a key must be a plain string");
+            throw InputError(Location{source_, yaml_line(key), path},
+                             "a key must be a plain string");
           }
           const std::string name = key.Scalar();
           const std::string at = path.empty() ? name : path + "." + name;
@@ -151,9 +152,8 @@ InputError ConfigDocument::locate(const InputError& e) const {
   if (line == 0) return e;
   // what() is "<where.describe()>: <message>" (common/error.cpp); keep the message part.
   const std::string what = e.what(), prefix = where.describe() + ": ";
-  const std::string message = what.compare(0, prefix.size(), prefix) == 0
-                                  ? what.substr(prefix.size())
-                                  : what;
+  const std::string message =
+      what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what;
   return InputError(Location{where.file, line, where.field}, message);
 }
 
@@ -173,9 +173,9 @@ nlohmann::json yaml_to_json(const std::string& text, const std::string& source,
     throw InputError(Location{source, line, ""}, "not valid YAML (" + e.msg + ")");
   }
   if (docs.size() > 1) {
-    throw InputError(Location{source, yaml_line(docs[1]), ""},
-                     "holds " + std::to_string(docs.size()) +
-                         " YAML documents; a config is one document");
+    throw InputError(
+        Location{source, yaml_line(docs[1]), ""},
+        "holds " + std::to_string(docs.size()) + " YAML documents; a config is one document");
   }
   if (docs.empty()) return nullptr;
   YamlConverter converter(source, key_lines);

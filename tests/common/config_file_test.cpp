@@ -1,12 +1,13 @@
 // Config files in YAML read into the JSON the same file in JSON would give, with lines named.
 #include "common/config_file.h"
-#include "common/json_depth.h"
+
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
 
-#include <gtest/gtest.h>
+#include "common/json_depth.h"
 
 namespace posttrain {
 namespace {
@@ -23,15 +24,29 @@ std::string thrown(const std::function<void()>& fn) {
 TEST(YamlToJson, ScalarsFollowTheCoreSchema) {
   const nlohmann::json j = yaml_to_json(
       "a: 1\nb: -7\nc: 0x1f\nd: 0o17\ne: 1e-5\nf: .5\ng: 2.\nh: true\ni: False\nj: ~\nk:\n"
-      "l: null\nm: yes\nn: '12'\no: \"true\"\np: !!str 3\nq: hello world\nr: 18446744073709551615\n",
+      "l: null\nm: yes\nn: '12'\no: \"true\"\np: !!str 3\nq: hello world\nr: "
+      "18446744073709551615\n",
       "t.yaml");
   // Hand-resolved: ints, floats (1e-5 needs no dot, unlike YAML 1.1), bools, nulls; `yes` is a
   // string in YAML 1.2; quoted or !!str scalars stay strings.
-  const nlohmann::json want = {{"a", 1},        {"b", -7},       {"c", 31},     {"d", 15},
-                               {"e", 1e-5},     {"f", 0.5},      {"g", 2.0},    {"h", true},
-                               {"i", false},    {"j", nullptr},  {"k", nullptr}, {"l", nullptr},
-                               {"m", "yes"},    {"n", "12"},     {"o", "true"}, {"p", "3"},
-                               {"q", "hello world"}, {"r", 18446744073709551615ull}};
+  const nlohmann::json want = {{"a", 1},
+                               {"b", -7},
+                               {"c", 31},
+                               {"d", 15},
+                               {"e", 1e-5},
+                               {"f", 0.5},
+                               {"g", 2.0},
+                               {"h", true},
+                               {"i", false},
+                               {"j", nullptr},
+                               {"k", nullptr},
+                               {"l", nullptr},
+                               {"m", "yes"},
+                               {"n", "12"},
+                               {"o", "true"},
+                               {"p", "3"},
+                               {"q", "hello world"},
+                               {"r", 18446744073709551615ull}};
   EXPECT_EQ(j, want);
   EXPECT_TRUE(j["a"].is_number_integer());
   EXPECT_TRUE(j["e"].is_number_float());
@@ -70,9 +85,9 @@ TEST(YamlToJson, NestingListsAndKeyLines) {
 
 TEST(YamlToJson, ErrorsNameTheLine) {
   // Line 3 opens a flow sequence that never closes before a key at the outer level.
-  EXPECT_NE(thrown([] { yaml_to_json("a: 1\nb: 2\nc: [1, 2\nd: 4\n", "bad.yaml"); })
-                .find("bad.yaml:"),
-            std::string::npos);
+  EXPECT_NE(
+      thrown([] { yaml_to_json("a: 1\nb: 2\nc: [1, 2\nd: 4\n", "bad.yaml"); }).find("bad.yaml:"),
+      std::string::npos);
   const std::string tab = thrown([] { yaml_to_json("a:\n  b: 1\n c: 2\n", "bad.yaml"); });
   EXPECT_EQ(tab.rfind("bad.yaml:3:", 0), 0u) << tab;
   const std::string dup = thrown([] { yaml_to_json("a: 1\nb: 2\na: 3\n", "dup.yaml"); });
@@ -87,7 +102,8 @@ TEST(YamlToJson, DeepNestingIsRefused) {
   std::string deep;
   for (int i = 0; i < kMaxJsonDepth + 5; ++i) deep += "[";
   for (int i = 0; i < kMaxJsonDepth + 5; ++i) deep += "]";
-  EXPECT_NE(thrown([&] { yaml_to_json(deep, "deep.yaml"); }).find("deeper than"), std::string::npos);
+  EXPECT_NE(thrown([&] { yaml_to_json(deep, "deep.yaml"); }).find("deeper than"),
+            std::string::npos);
 }
 
 TEST(ReadConfigFile, ExtensionPicksTheFormat) {
