@@ -3,6 +3,7 @@
 // YAML 1.1 conversions (which read `yes` as a bool and `1e-5` as text).
 #include "common/config_file.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -166,6 +167,10 @@ nlohmann::json yaml_to_json(const std::string& text, const std::string& source,
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own nesting guard (its message says only "bad file").
+    throw InputError(Location{source, e.mark.is_null() ? 0 : e.mark.line + 1, ""},
+                     "YAML nested deeper than " + std::to_string(kMaxJsonDepth));
   } catch (const YAML::Exception& e) {
     // yaml-cpp's marks are 0-based; a mark past the end (e.g. an unclosed bracket) still names
     // the last line it reached.

@@ -104,6 +104,11 @@ TEST(YamlToJson, DeepNestingIsRefused) {
   for (int i = 0; i < kMaxJsonDepth + 5; ++i) deep += "]";
   EXPECT_NE(thrown([&] { yaml_to_json(deep, "deep.yaml"); }).find("deeper than"),
             std::string::npos);
+  // Far deeper: yaml-cpp's own guard stops its recursive parser first; still an InputError.
+  const std::string hostile = "a: " + std::string(100000, '[');
+  const std::string e = thrown([&] { yaml_to_json(hostile, "hostile.yaml"); });
+  EXPECT_EQ(e.rfind("hostile.yaml:", 0), 0u) << e;
+  EXPECT_NE(e.find("deeper than"), std::string::npos) << e;
 }
 
 TEST(ReadConfigFile, ExtensionPicksTheFormat) {
