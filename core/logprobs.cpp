@@ -12,6 +12,7 @@
 // float32 accumulation, no bf16 [V, H] gradient and no separate cast pass), summed over chunks
 // in float32 on the recomputed path.
 #include "core/logprobs.h"
+#include "core/target_hits.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -28,16 +29,25 @@
 namespace posttrain::core {
 namespace {
 
+// Whether each target is its row's argmax: logits [n, V], targets [n] -> [n] bool (the first
+// maximum wins a tie, as torch.argmax).
+at::Tensor argmax_hits(const at::Tensor& logits, const at::Tensor& targets) {
+  return logits.argmax(1).eq(targets);
+}
+
 // rows [M, H], weight [V, H] (one dtype), targets [M] (all valid) -> [M] float32, chunk by chunk.
+// `hits` (may be null) receives argmax_hits of every row, [M] bool.
 at::Tensor chunked_forward(const at::Tensor& rows, const at::Tensor& weight,
-                           const at::Tensor& targets, int64_t chunk) {
+                           const at::Tensor& targets, int64_t chunk, at::Tensor* hits = nullptr) {
   const int64_t m = rows.size(0);
   auto out = at::empty({m}, rows.options().dtype(at::kFloat));
+  if (hits) *hits = at::empty({m}, rows.options().dtype(at::kBool));
   for (int64_t s = 0; s < m; s += chunk) {
     const int64_t n = std::min(chunk, m - s);
     const auto logits = at::mm(rows.narrow(0, s, n), weight.t());  // [n, V]
     out.narrow(0, s, n).copy_(
         kernels::logprob_gather(logits, targets.narrow(0, s, n), /*check_targets=*/false));
+    if (hits) hits->narrow(0, s, n).copy_(argmax_hits(logits, targets.narrow(0, s, n)));
   }
   return out;
 }
@@ -54,16 +64,17 @@ at::ScalarType saved_dtype(torch::autograd::AutogradContext* ctx, const char* ke
   return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
 }
 
+// Both Functions' forward also fills `hits` ([M] bool, argmax_hits) when it is not null.
 struct RecomputedHeadLogprob : torch::autograd::Function<RecomputedHeadLogprob> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
                             const at::Tensor& weight, const at::Tensor& targets, int64_t chunk,
-                            at::ScalarType dtype) {
+                            at::ScalarType dtype, at::Tensor* hits) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto r = rows.to(dtype), w = weight.to(dtype);  // [M, H], [V, H]
     ctx->save_for_backward({r, w, targets});
     ctx->saved_data["chunk"] = chunk;
     save_dtypes(ctx, rows, weight);
-    return chunked_forward(r, w, targets, chunk);
+    return chunked_forward(r, w, targets, chunk, hits);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -102,17 +113,18 @@ struct RecomputedHeadLogprob : torch::autograd::Function<RecomputedHeadLogprob> 
       grad_weight = m > 0 ? grad_weight.to(weight_dtype)
                           : at::zeros(weight.sizes(), weight.options().dtype(weight_dtype));
     }
-    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& rows,
                             const at::Tensor& weight, const at::Tensor& targets, int64_t chunk,
-                            at::ScalarType dtype) {
+                            at::ScalarType dtype, at::Tensor* hits) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto r = rows.to(dtype), w = weight.to(dtype);                      // [M, H], [V, H]
     const auto logits = at::mm(r, w.t());                                     // [M, V]
+    if (hits) *hits = argmax_hits(logits, targets);
     auto [lse, out] = kernels::logprob_rows_forward(logits, targets, chunk);  // [M], [M]
     ctx->save_for_backward({r, w, targets});
     save_dtypes(ctx, rows, weight);
@@ -143,7 +155,7 @@ struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
     at::Tensor grad_weight = ctx->needs_input_grad(1)
                                  ? mm_as(dlogits.t(), rows, saved_dtype(ctx, "weight_dtype"))
                                  : at::Tensor();
-    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_rows, grad_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -152,6 +164,13 @@ struct KeptHeadLogprob : torch::autograd::Function<KeptHeadLogprob> {
 at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
                            const at::Tensor& targets, int64_t chunk_tokens,
                            int64_t keep_logits_bytes) {
+  return target_logprobs_and_hits(model, hidden, targets, nullptr, chunk_tokens,
+                                  keep_logits_bytes);
+}
+
+at::Tensor target_logprobs_and_hits(LlamaModelImpl& model, const at::Tensor& hidden,
+                                    const at::Tensor& targets, at::Tensor* hits,
+                                    int64_t chunk_tokens, int64_t keep_logits_bytes) {
   auto weight = model.lm_head_weight();  // [V, H]; throws on a reward model
   if (hidden.dim() != 3 || targets.dim() != 2 || hidden.size(0) != targets.size(0) ||
       hidden.size(1) != targets.size(1) || hidden.size(2) != weight.size(1)) {
@@ -176,16 +195,23 @@ at::Tensor target_logprobs(LlamaModelImpl& model, const at::Tensor& hidden,
   // The head's compute dtype: autocast's on this device, else the weight's.
   const auto dev = hidden.device().type();
   const auto dtype = active_autocast_dtype(dev).value_or(weight.scalar_type());
-  at::Tensor lp;  // [M] float32
+  at::Tensor lp;        // [M] float32
+  at::Tensor row_hits;  // [M] bool, when asked
+  at::Tensor* hits_out = hits ? &row_hits : nullptr;
   const bool graph = at::GradMode::is_enabled() && (rows.requires_grad() || weight.requires_grad());
   if (!graph) {
     at::NoGradGuard no_grad;
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    lp = chunked_forward(rows.to(dtype), weight.to(dtype), picked, chunk_tokens);
+    lp = chunked_forward(rows.to(dtype), weight.to(dtype), picked, chunk_tokens, hits_out);
   } else if (m * V * static_cast<int64_t>(c10::elementSize(dtype)) <= keep_logits_bytes) {
-    lp = KeptHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype);
+    lp = KeptHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype, hits_out);
   } else {
-    lp = RecomputedHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype);
+    lp = RecomputedHeadLogprob::apply(rows, weight, picked, chunk_tokens, dtype, hits_out);
+  }
+  if (hits) {
+    *hits = at::zeros({B * T}, row_hits.options());
+    if (m > 0) hits->index_put_({idx}, row_hits);
+    *hits = hits->view({B, T});
   }
   auto out = at::zeros({B * T}, lp.options());
   return out.index_put({idx}, lp).view({B, T});

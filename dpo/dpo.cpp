@@ -136,21 +136,20 @@ DpoResult run_dpo(const nlohmann::json& resolved) {
                          topts.logprob_chunk, dp, &result.reference));
   result.train_pairs = static_cast<int64_t>(mix.train.size());
   result.eval_pairs = static_cast<int64_t>(mix.eval.size());
-  if (main) {
-    nlohmann::json stats = nlohmann::json::array();
-    for (const auto& s : mix.sources) stats.push_back(s.to_json());
-    nlohmann::json line = {{"event", "data"},
-                           {"train_pairs", result.train_pairs},
-                           {"eval_pairs", result.eval_pairs},
-                           {"sources", stats},
-                           {"reference", {{"pairs", result.reference.pairs},
-                                          {"cached", result.reference.cached},
-                                          {"computed", result.reference.computed},
-                                          {"forwards", result.reference.forwards},
-                                          {"cache", store.empty() ? cache.file_path() : store}}}};
-    if (!rounds.is_null()) line["store_rounds"] = rounds;
-    std::cout << line.dump() << std::endl;
-  }
+  nlohmann::json stats = nlohmann::json::array();
+  for (const auto& s : mix.sources) stats.push_back(s.to_json());
+  nlohmann::json data_line = {{"event", "data"},
+                              {"train_pairs", result.train_pairs},
+                              {"eval_pairs", result.eval_pairs},
+                              {"sources", stats},
+                              {"reference",
+                               {{"pairs", result.reference.pairs},
+                                {"cached", result.reference.cached},
+                                {"computed", result.reference.computed},
+                                {"forwards", result.reference.forwards},
+                                {"cache", store.empty() ? cache.file_path() : store}}}};
+  if (!rounds.is_null()) data_line["store_rounds"] = rounds;
+  if (main) std::cout << data_line.dump() << std::endl;
 
   PairRowOptions ropts;
   ropts.max_row_tokens = 2 * o.data.truncation.max_length;
@@ -183,18 +182,11 @@ DpoResult run_dpo(const nlohmann::json& resolved) {
   trainer.set_label("dpo");
   trainer.set_rows_independent(true);  // each pair lies whole in one row
   trainer.set_run_info({{"stage", "dpo"}, {"config", resolved}});
+  trainer.set_data_summary(data_line);
   trainer.set_save_extra([tok](const std::string& dir) { tok.save_dir(dir); });
   result.train = trainer.run();
   const core::TrainResult& r = result.train;
-  if (main) {
-    nlohmann::json done = {{"event", r.already_done ? "already_done" : "done"},
-                           {"steps", r.final_step},
-                           {"resumed_from", r.start_step},
-                           {"output", topts.dir}};
-    if (!r.already_done && std::isfinite(r.last_loss)) done["loss"] = r.last_loss;
-    if (std::isfinite(r.last_eval_loss)) done["eval_loss"] = r.last_eval_loss;
-    std::cout << done.dump() << std::endl;
-  }
+  if (main) std::cout << r.summary.dump() << std::endl;
   return result;
 }
 

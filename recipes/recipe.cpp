@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/config_file.h"
 #include "common/error.h"
 #include "recipes/heldout.h"
 #include "recipes/placeholders.h"
@@ -183,17 +184,12 @@ Recipe parse_recipe(const json& input, const std::string& source,
 }
 
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open recipe " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json doc;
+  const ConfigDocument doc = read_config_file(path);  // JSON, or YAML by extension
   try {
-    doc = json::parse(ss.str(), nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    throw InputError(Location{path, 0, ""}, std::string("not valid JSON (") + e.what() + ")");
+    return parse_recipe(doc.value, path, overrides);
+  } catch (const InputError& e) {
+    throw doc.locate(e);  // a YAML recipe's errors name the key's line
   }
-  return parse_recipe(doc, path, overrides);
 }
 
 void check_recipe(const Recipe& recipe, int rounds, bool skip_paths) {

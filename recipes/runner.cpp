@@ -66,7 +66,8 @@ std::string command_line(const std::vector<std::string>& args) {
   return s;
 }
 
-// Numeric fields of each metrics.jsonl line, keyed by step (eval lines included).
+// Numeric fields of each metrics.jsonl step and eval line, keyed by step; event lines (the data
+// summary, the final line: core/train/metrics.h) are not per-step metrics.
 void record_metrics(datastore::Store& store, int64_t run_id, const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -74,6 +75,7 @@ void record_metrics(datastore::Store& store, int64_t run_id, const std::string& 
     if (line.empty()) continue;
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    if (j.contains("event")) continue;
     const int64_t step = j["step"].get<int64_t>();
     for (const auto& [name, value] : j.items()) {
       if (name == "step" || !value.is_number()) continue;

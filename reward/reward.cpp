@@ -238,20 +238,18 @@ core::TrainResult run_reward(const nlohmann::json& resolved) {
 
   RewardData data =
       build_reward_data(dopts, tok, tok.chat_format(), pad, static_cast<uint64_t>(topts.seed));
-  if (main) {
-    nlohmann::json stats = nlohmann::json::array();
-    for (const auto& s : data.sources) stats.push_back(s.to_json());
-    std::cout << nlohmann::json{{"event", "data"},
-                                {"train_rankings", data.train.size()},
-                                {"train_pairs", data.train_pairs()},
-                                {"eval_rankings", data.eval.size()},
-                                {"eval_pairs", data.eval_pairs()},
-                                {"layout", dopts.layout == Layout::kOneRow ? "one_row" : "separate"},
-                                {"pad_token_id", pad},
-                                {"sources", stats}}
-                     .dump()
-              << std::endl;
-  }
+  nlohmann::json stats = nlohmann::json::array();
+  for (const auto& s : data.sources) stats.push_back(s.to_json());
+  const nlohmann::json data_line = {
+      {"event", "data"},
+      {"train_rankings", data.train.size()},
+      {"train_pairs", data.train_pairs()},
+      {"eval_rankings", data.eval.size()},
+      {"eval_pairs", data.eval_pairs()},
+      {"layout", dopts.layout == Layout::kOneRow ? "one_row" : "separate"},
+      {"pad_token_id", pad},
+      {"sources", stats}};
+  if (main) std::cout << data_line.dump() << std::endl;
   std::vector<core::SourceLoss> losses;
   for (const auto& s : data.sources) {
     losses.push_back({s.name, s.read, s.truncated, s.dropped_long});
@@ -284,19 +282,10 @@ core::TrainResult run_reward(const nlohmann::json& resolved) {
   trainer.set_label("reward");
   trainer.set_rows_independent(true);  // each ranking's pairs stay inside its row
   trainer.set_run_info({{"stage", "reward"}, {"config", resolved}});
+  trainer.set_data_summary(data_line);
   trainer.set_save_extra([tok](const std::string& dir) { tok.save_dir(dir); });
   core::TrainResult r = trainer.run();
-  if (main) {
-    nlohmann::json done = {{"event", r.already_done ? "already_done" : "done"},
-                           {"steps", r.final_step},
-                           {"resumed_from", r.start_step},
-                           {"output", topts.dir}};
-    if (!r.already_done && std::isfinite(r.last_loss)) done["loss"] = r.last_loss;
-    for (const auto& [k, v] : r.last_metrics) done[k] = v;
-    if (std::isfinite(r.last_eval_loss)) done["eval_loss"] = r.last_eval_loss;
-    for (const auto& [k, v] : r.last_eval_metrics) done["eval_" + k] = v;
-    std::cout << done.dump() << std::endl;
-  }
+  if (main) std::cout << r.summary.dump() << std::endl;
   return r;
 }
 

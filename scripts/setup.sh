@@ -21,7 +21,7 @@ install_debian_packages() {
   local pkgs=(cmake ninja-build ccache g++ pkg-config nlohmann-json3-dev
               libboost-program-options-dev libsqlite3-dev libgtest-dev libgmock-dev
               libpcre2-dev libicu-dev libssl-dev libgloo-dev bubblewrap util-linux python3-venv
-              libcpp-httplib-dev chromium chromium-driver fonts-dejavu-core)
+              libcpp-httplib-dev libyaml-cpp-dev chromium chromium-driver fonts-dejavu-core)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

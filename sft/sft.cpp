@@ -80,9 +80,10 @@ core::StagePlan sft_plan(core::StageContext& ctx) {
   plan.train = rows.train;
   plan.eval = rows.eval;
   plan.loss = [chunk, keep](core::LlamaModel& m, const core::MicroBatch& b) {
-    return core::LossOutput(sft_loss_sum(*m, b, chunk, keep));
+    return sft_loss(*m, b, chunk, keep);
   };
   plan.rows_independent = true;  // the loss is a sum over each row's own targets
+  plan.data_summary = rows.summary;
   return plan;
 }
 

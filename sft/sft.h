@@ -30,6 +30,12 @@ at::Tensor sft_loss_sum(core::LlamaModelImpl& model, const core::MicroBatch& bat
                         int64_t logprob_chunk,
                         int64_t keep_logits_bytes = core::kDefaultKeepLogitsBytes);
 
+// sft_loss_sum with the metric mean_token_accuracy (TRL's: the share of target tokens that are
+// the model's argmax prediction), from the same logits. The stage trains with this.
+core::LossOutput sft_loss(core::LlamaModelImpl& model, const core::MicroBatch& batch,
+                          int64_t logprob_chunk,
+                          int64_t keep_logits_bytes = core::kDefaultKeepLogitsBytes);
+
 // Runs the stage from a config resolved against sft_schema(). Reads the data-parallel layout
 // from the environment (RANK, WORLD_SIZE, ...). Prints one JSON line of data statistics.
 core::TrainResult run_sft(const nlohmann::json& resolved);

@@ -145,14 +145,12 @@ SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& o, const core::To
                       uint64_t seed, bool print) {
   nlohmann::json stats = nlohmann::json::array();
   for (const auto& s : mix.sources) stats.push_back(s.to_json());
-  if (print) {
-    std::cout << nlohmann::json{{"event", "data"},
-                                {"train_examples", mix.train.size()},
-                                {"eval_examples", mix.eval.size()},
-                                {"sources", stats}}
-                     .dump()
-              << std::endl;
-  }
+  SftRows rows;
+  rows.summary = {{"event", "data"},
+                  {"train_examples", mix.train.size()},
+                  {"eval_examples", mix.eval.size()},
+                  {"sources", stats}};
+  if (print) std::cout << rows.summary.dump() << std::endl;
   std::vector<core::SourceLoss> losses;
   for (const auto& s : mix.sources) {
     losses.push_back({s.name, s.read - s.skipped_not_kept, s.truncated,
@@ -173,7 +171,6 @@ SftRows make_sft_rows(core::Mixture mix, const SftDataOptions& o, const core::To
   popts.packing = o.packing;
   popts.seed = seed;
   popts.pad_id = tok.pad_id().value_or(tok.eos_ids().empty() ? 0 : tok.eos_ids().front());
-  SftRows rows;
   rows.train = std::make_shared<core::TokenRowDataset>(
       std::make_shared<const std::vector<core::TokenizedExample>>(std::move(mix.train)), popts);
   if (!mix.eval.empty()) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "core/data/data_loss.h"
 #include "core/data/mixture.h"
@@ -46,6 +46,7 @@ core::Mixture build_sft_data(const SftDataOptions& options, const core::Tokenize
 
 struct SftRows {
   std::shared_ptr<core::TokenRowDataset> train, eval;  // eval null when there is none
+  nlohmann::json summary;  // the {"event": "data"} line (printed when asked)
 };
 // Lays the mixture out as rows (eval in file order); `print`: the {"event": "data"} line with
 // each source's counts and, when the length limit cut too large a share of a source, a warning

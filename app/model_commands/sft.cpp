@@ -29,6 +29,6 @@ int run_sft_command(const std::vector<std::string>& args) {
 
 }  // namespace
 
-POSTTRAIN_COMMAND("sft", "supervised fine-tuning from a JSON config", run_sft_command);
+POSTTRAIN_COMMAND("sft", "supervised fine-tuning from a JSON or YAML config", run_sft_command);
 
 }  // namespace posttrain::app

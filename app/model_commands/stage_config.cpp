@@ -12,7 +12,7 @@ std::optional<nlohmann::json> load_stage_config(
     const std::vector<std::string>& args,
     const std::function<void(const nlohmann::json&)>& cross_checks) {
   po::options_description desc("options");
-  desc.add_options()("config", po::value<std::string>(), "JSON config file (// comments allowed)")(
+  desc.add_options()("config", po::value<std::string>(), "config file: JSON (// comments allowed), or YAML when it ends in .yaml/.yml")(
       "set", po::value<std::vector<std::string>>()->composing(),
       "override one key: --set section.key=value (repeatable; JSON values, or plain strings)")(
       "print-config", po::bool_switch(), "print the resolved config (defaults filled) and exit");

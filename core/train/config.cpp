@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 
+#include "common/config_file.h"
 #include "common/error.h"
-#include "common/json_depth.h"
 
 namespace posttrain::core {
 
@@ -140,6 +139,10 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
     const std::string section = text.substr(0, dot), key = text.substr(dot + 1, eq - dot - 1);
     const ConfigKey* k = find(section, key);
     if (!k) throw InputError(Location{"--set", 0, section + "." + key}, "unknown config key");
+    if (merged.contains(section) && !merged[section].is_object()) {
+      throw key_error(source, section, std::string("a section must be an object, got ") +
+                                           merged[section].type_name());
+    }
     merged[section][key] = parse_override_value(*k, text.substr(eq + 1));
     overridden.insert(section + "." + key);
   }
@@ -171,7 +174,9 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
     if (v.is_null() && k.default_value.is_null()) {
       if (k.required) throw key_error(source, name, "missing (required)");
     } else {
-      check_value(k, v, source);  // an explicit null for a key with a default: a wrong type
+      // An explicit null for a key with a default is a wrong type. A bad value given with --set
+      // is --set's error, not the file's.
+      check_value(k, v, overridden.count(name) ? "--set" : source);
     }
     out[k.section][k.key] = v;
   }
@@ -196,12 +201,12 @@ nlohmann::json ConfigSchema::resolve(const nlohmann::json& file_json,
 
 nlohmann::json ConfigSchema::load(const std::string& path,
                                   const std::vector<std::string>& overrides) const {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open config " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = parse_json(ss.str(), Location{path, 0, ""}, /*ignore_comments=*/true);
-  return resolve(j, overrides, path);
+  const ConfigDocument doc = read_config_file(path);
+  try {
+    return resolve(doc.value, overrides, path);
+  } catch (const InputError& e) {
+    throw doc.locate(e);  // a YAML file's errors name the key's line
+  }
 }
 
 std::string ConfigSchema::describe() const {

@@ -1,10 +1,12 @@
-// Stage configuration files: JSON with nested sections (model, data, optimizer, schedule,
-// training, output), `//` comments allowed. A ConfigSchema lists every key a stage accepts with
-// its type, default and one line of documentation; resolve() validates a file plus repeatable
-// `--set section.key=value` overrides before anything runs and returns the file with defaults
-// filled in. An unknown section or key, a wrong type, a value outside its choices or a missing
-// input path is one InputError naming the file and the key ("optimizer.lr"), and so is a key
-// given without the key it depends on (ConfigKey::needs).
+// Stage configuration files: nested sections (model, data, optimizer, schedule, training,
+// output) in JSON (`//` comments allowed) or, by extension .yaml / .yml, in YAML
+// (common/config_file.h: the same JSON, so the same schema). A ConfigSchema lists every key a
+// stage accepts with its type, default and one line of documentation; resolve() validates a file
+// plus repeatable `--set section.key=value` overrides before anything runs and returns the file
+// with defaults filled in. An unknown section or key, a wrong type, a value outside its choices
+// or a missing input path is one InputError naming the file and the key ("optimizer.lr"; in a
+// YAML file, its line too), and so is a key given without the key it depends on
+// (ConfigKey::needs). A bad value given with --set names "--set" instead of the file.
 // The trainer's own sections come from add_trainer_keys() (trainer_options.h); each stage adds
 // its model/data keys, so SFT, reward and DPO share one format.
 #pragma once
@@ -69,7 +71,8 @@ class ConfigSchema {
   nlohmann::json resolve(const nlohmann::json& file_json, const std::vector<std::string>& overrides,
                          const std::string& source) const;
 
-  // Reads a config file (JSON with `//` and `/* */` comments) and resolves it.
+  // Reads a config file (JSON with `//` and `/* */` comments, or YAML by extension) and resolves
+  // it; errors on a YAML file's keys name their line.
   nlohmann::json load(const std::string& path, const std::vector<std::string>& overrides) const;
 
   // One block per section listing "  key (type, default X): doc".

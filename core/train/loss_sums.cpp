@@ -11,8 +11,9 @@ namespace posttrain::core {
 namespace {
 
 const std::set<std::string>& reserved() {
-  static const std::set<std::string> names = {"step", "loss", "lr", "grad_norm", "tokens_per_s",
-                                              "mfu", "event"};
+  static const std::set<std::string> names = {
+      "step",      "loss",       "lr",         "learning_rate", "grad_norm",  "tokens_per_s",
+      "mfu",       "event",      "epoch",      "num_tokens",    "train_loss", "train_runtime"};
   return names;
 }
 

@@ -37,12 +37,35 @@ void MetricsWriter::write(const nlohmann::json& line) {
   if (!out_) throw IoError("write failed: " + path_);
 }
 
+bool is_event_line(const nlohmann::json& line) {
+  return line.is_object() && line.contains("event");
+}
+
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
   JsonlReader reader(path);
   std::vector<nlohmann::json> out;
   nlohmann::json row;
   while (reader.next(&row)) out.push_back(row);
   return out;
+}
+
+nlohmann::json hf_log_history(const std::string& path, int64_t through_step) {
+  nlohmann::json history = nlohmann::json::array();
+  if (!std::filesystem::exists(path)) return history;
+  for (const auto& line : read_metrics(path)) {
+    if (!line.is_object() || line.value("step", int64_t{0}) > through_step) continue;
+    if (!is_event_line(line)) {
+      history.push_back(line);
+    } else if (line["event"] == "done") {
+      nlohmann::json last = nlohmann::json::object();
+      for (const char* k : {"train_runtime", "train_samples_per_second", "train_steps_per_second",
+                            "train_loss", "epoch", "step"}) {
+        if (line.contains(k)) last[k] = line[k];
+      }
+      history.push_back(last);
+    }
+  }
+  return history;
 }
 
 }  // namespace posttrain::core

@@ -1,6 +1,5 @@
 #include "core/train/stage.h"
 
-#include <cmath>
 #include <iostream>
 
 #include "common/error.h"
@@ -30,27 +29,6 @@ StageContext stage_context(const nlohmann::json& resolved) {
   return ctx;
 }
 
-namespace {
-
-// The last line a stage prints (rank 0).
-nlohmann::json done_line(const TrainResult& r, const std::string& dir) {
-  nlohmann::json done = {{"event", r.already_done ? "already_done" : "done"},
-                         {"steps", r.final_step},
-                         {"resumed_from", r.start_step},
-                         {"output", dir}};
-  if (!r.already_done && std::isfinite(r.last_loss)) {
-    done["loss"] = r.last_loss;
-    for (const auto& [name, v] : r.last_metrics) done[name] = v;
-  }
-  if (std::isfinite(r.last_eval_loss)) {
-    done["eval_loss"] = r.last_eval_loss;
-    for (const auto& [name, v] : r.last_eval_metrics) done["eval_" + name] = v;
-  }
-  return done;
-}
-
-}  // namespace
-
 TrainResult run_stage(const nlohmann::json& resolved, const StageSpec& spec) {
   StageContext ctx = stage_context(resolved);
   StagePlan plan = spec.plan(ctx);
@@ -62,10 +40,11 @@ TrainResult run_stage(const nlohmann::json& resolved, const StageSpec& spec) {
   trainer.set_label(spec.name);
   trainer.set_rows_independent(plan.rows_independent);
   trainer.set_run_info({{"stage", spec.name}, {"config", resolved}});
+  trainer.set_data_summary(plan.data_summary);
   const Tokenizer tok = ctx.tokenizer;
   trainer.set_save_extra([tok](const std::string& dir) { tok.save_dir(dir); });
   TrainResult r = trainer.run();
-  if (ctx.main) std::cout << done_line(r, ctx.options.dir).dump() << std::endl;
+  if (ctx.main) std::cout << r.summary.dump() << std::endl;
   return r;
 }
 

@@ -44,6 +44,8 @@ struct StagePlan {
   std::shared_ptr<RowDataset> train, eval;
   LossFn loss;
   bool rows_independent = false;  // see Trainer::set_rows_independent
+  // The {"event": "data", ...} line the plan printed; also written to metrics.jsonl.
+  nlohmann::json data_summary;
 };
 
 struct StageSpec {
@@ -59,8 +61,9 @@ struct StageSpec {
 StageContext stage_context(const nlohmann::json& resolved);
 
 // Runs a stage from a config resolved against a schema with the model and trainer keys.
-// Rank 0 prints {"event": "done" | "already_done", "steps", "resumed_from", "output", "loss",
-// "eval_loss", and the last metrics and eval metrics by name} when it ends.
+// Rank 0 prints the trainer's final line (TrainResult::summary: {"event": "done" |
+// "already_done", "steps", "resumed_from", "output", "loss", "eval_loss", the last metrics and
+// eval metrics by name, HF's train_* figures}) when it ends.
 TrainResult run_stage(const nlohmann::json& resolved, const StageSpec& spec);
 
 }  // namespace posttrain::core

@@ -81,6 +81,7 @@ struct Trainer::Impl {
   int rank = 0, world = 1;
   double flops_per_token = 0;
   int64_t last_tokens = 0, last_rows = 0;  // this rank's real tokens / rows in the last step
+  int64_t tokens_seen = 0;                 // real tokens of all steps so far, all ranks
   LossNorms step_norms;                    // the current step's N and C_k over all ranks
   std::unique_ptr<LossSums> step_sums;     // its loss sums (this rank's, then all ranks')
   std::map<std::string, double> last_metrics;
@@ -181,6 +182,19 @@ int64_t Trainer::total_steps() {
   impl_->schedule = LrSchedule{options_.lr, options_.warmup_steps, impl_->total_steps,
                                options_.decay, options_.min_lr_ratio};
   return impl_->total_steps;
+}
+
+double Trainer::epoch_at(int64_t rows) {
+  for (int64_t e = 0;; ++e) {
+    if (e == static_cast<int64_t>(impl_->epoch_rows.size())) {
+      const int64_t n = train_->num_rows(e);
+      if (n == 0) throw UsageError("the training data has no rows");
+      impl_->epoch_rows.push_back(n);
+    }
+    const int64_t n = impl_->epoch_rows[e];
+    if (rows <= n) return static_cast<double>(e) + static_cast<double>(rows) / n;
+    rows -= n;
+  }
 }
 
 std::vector<RowRef> Trainer::rows_of_step(int64_t step) {
@@ -506,11 +520,12 @@ OptimizerMoments gather_sharded_moments(ZeroShard& zero, DataParallel& dp,
   return out;
 }
 
-// {"step", "eval_loss", "eval_<metric>"...}; records the report in *result.
-nlohmann::json eval_line(int64_t step, const LossReport& report, TrainResult* result) {
+// {"step", "epoch", "eval_loss", "eval_<metric>"...}; records the report in *result.
+nlohmann::json eval_line(int64_t step, double epoch, const LossReport& report,
+                         TrainResult* result) {
   result->last_eval_loss = report.loss;
   result->last_eval_metrics = report.metrics;
-  nlohmann::json line = {{"step", step}, {"eval_loss", report.loss}};
+  nlohmann::json line = {{"step", step}, {"epoch", epoch}, {"eval_loss", report.loss}};
   for (const auto& [name, value] : report.metrics) line["eval_" + name] = value;
   return line;
 }
@@ -527,7 +542,46 @@ TrainingState Trainer::training_state(int64_t step) {
   st.schedule = impl_->schedule;
   st.run_info = run_info_;
   st.zero_stage = impl_->zero ? 1 : 0;
+  // Hugging Face's fields (rank 0 only: the metrics file is its own).
+  st.epoch = epoch_at(st.rows_consumed);
+  st.num_train_epochs = options_.max_steps > 0
+                            ? static_cast<int64_t>(std::ceil(epoch_at(st.total_steps *
+                                                                      global_batch_rows())))
+                            : options_.epochs;
+  st.num_input_tokens_seen = impl_->tokens_seen;
+  st.logging_steps = options_.log_every;
+  st.eval_steps = options_.eval_every;
+  st.save_steps = options_.save_every;
+  st.train_batch_size = options_.micro_batch_size;
+  st.log_history = hf_log_history((fs::path(options_.dir) / "metrics.jsonl").string(), step);
   return st;
+}
+
+nlohmann::json Trainer::final_line(const TrainResult& r, int64_t start, int64_t total,
+                                   double seconds, double loss_sum) {
+  const int64_t steps_run = total - start;
+  const double per_s = seconds > 0 ? 1.0 / seconds : 0.0;
+  nlohmann::json done = {{"event", "done"},
+                         {"step", total},
+                         {"steps", total},
+                         {"resumed_from", start},
+                         {"output", options_.dir},
+                         {"epoch", epoch_at(total * global_batch_rows())},
+                         {"num_tokens", impl_->tokens_seen},
+                         {"train_runtime", seconds},
+                         {"train_samples_per_second",
+                          static_cast<double>(steps_run * global_batch_rows()) * per_s},
+                         {"train_steps_per_second", static_cast<double>(steps_run) * per_s}};
+  if (steps_run > 0) done["train_loss"] = loss_sum / static_cast<double>(steps_run);
+  if (std::isfinite(r.last_loss)) {
+    done["loss"] = r.last_loss;
+    for (const auto& [name, v] : r.last_metrics) done[name] = v;
+  }
+  if (std::isfinite(r.last_eval_loss)) {
+    done["eval_loss"] = r.last_eval_loss;
+    for (const auto& [name, v] : r.last_eval_metrics) done["eval_" + name] = v;
+  }
+  return done;
 }
 
 void Trainer::save_checkpoint(int64_t step) {
@@ -565,6 +619,7 @@ int64_t Trainer::try_resume() {
                      "; use the same settings or another output.dir");
   }
   if (dp_) dp_->broadcast_parameters(impl_->params);  // identical replicas whatever happened
+  impl_->tokens_seen = st.num_input_tokens_seen;
   return st.step;
 }
 
@@ -580,6 +635,11 @@ TrainResult Trainer::run() {
       result.already_done = true;
       result.start_step = result.final_step = st.step;
       result.last_loss = result.last_eval_loss = std::numeric_limits<double>::quiet_NaN();
+      result.summary = {{"event", "already_done"},
+                        {"step", st.step},
+                        {"steps", st.step},
+                        {"resumed_from", st.step},
+                        {"output", options_.dir}};
       return result;
     }
   }
@@ -589,6 +649,14 @@ TrainResult Trainer::run() {
     impl_->metrics = std::make_unique<MetricsWriter>(
         (fs::path(options_.dir) / "metrics.jsonl").string(), start);
   }
+  if (data_summary_.is_object()) {
+    nlohmann::json line = data_summary_;
+    line["event"] = "data";
+    line["step"] = start;
+    log_line(line);
+  }
+  const auto run_t0 = std::chrono::steady_clock::now();
+  double loss_sum = 0;  // of the steps this process runs (HF's train_loss is their mean)
   const bool gpu = impl_->device.is_cuda();
   impl_->flops_per_token = train_flops_per_token(model_->config(), 1);
   const double peak = (options_.peak_tflops > 0 ? options_.peak_tflops : 989.0) * 1e12;
@@ -605,6 +673,7 @@ TrainResult Trainer::run() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.last_loss = loss;
     result.last_metrics = impl_->last_metrics;
+    loss_sum += loss;
     const int64_t done = step + 1;
     if (!std::isfinite(loss)) {
       throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(done) +
@@ -612,11 +681,15 @@ TrainResult Trainer::run() {
     }
     int64_t tokens = impl_->last_tokens;
     if (dp_) tokens = dp_->all_reduce_sum(tokens);
+    impl_->tokens_seen += tokens;
     if (done % options_.log_every == 0 || done == total) {
+      // Hugging Face Trainer's and TRL's names (metrics.h).
       nlohmann::json line = {{"step", done},
                              {"loss", loss},
-                             {"lr", impl_->schedule.lr_at(step)},
+                             {"learning_rate", impl_->schedule.lr_at(step)},
                              {"grad_norm", grad_norm},
+                             {"epoch", epoch_at(done * global_batch_rows())},
+                             {"num_tokens", impl_->tokens_seen},
                              {"tokens_per_s", secs > 0 ? tokens / secs : 0.0}};
       for (const auto& [name, value] : impl_->last_metrics) line[name] = value;
       if (gpu) {
@@ -631,7 +704,8 @@ TrainResult Trainer::run() {
     std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, impl_->schedule.lr_at(step));
     bar.update(done, extra);
     if (eval_ && options_.eval_every > 0 && done % options_.eval_every == 0 && done < total) {
-      nlohmann::json line = eval_line(done, evaluate_report(), &result);
+      nlohmann::json line =
+          eval_line(done, epoch_at(done * global_batch_rows()), evaluate_report(), &result);
       log_line(line);
       if (main && !tty) std::cout << line.dump() << std::endl;
     }
@@ -641,15 +715,25 @@ TrainResult Trainer::run() {
   }
   bar.finish();
   if (eval_) {
-    nlohmann::json line = eval_line(total, evaluate_report(), &result);
+    nlohmann::json line = eval_line(total, epoch_at(total * global_batch_rows()),
+                                    evaluate_report(), &result);
     if (start < total) log_line(line);
     if (main) std::cout << line.dump() << std::endl;
   }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
+  result.summary = final_line(result, start, total, seconds, loss_sum);
+  if (start < total) log_line(result.summary);
   if (main) {
     save_final_model(options_.dir, *model_, options_.save_dtype == "bfloat16" ? at::kBFloat16
                                                                               : at::kFloat,
                      save_extra_);
-    write_training_state(done_marker, training_state(total));
+    // As a checkpoint's, with the AdamW step count, last lr and RNG of the finished run.
+    TrainingState st = training_state(total);
+    st.lr = impl_->schedule.lr_at(std::max<int64_t>(total - 1, 0));
+    st.adam_step = optimizer_moments(*impl_->optimizer, impl_->names, impl_->params).adam_step;
+    st.rng_cpu_hex = cpu_rng_state_hex();
+    write_training_state(done_marker, st);
   }
   if (dp_) dp_->barrier();
   result.final_step = total;

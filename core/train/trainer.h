@@ -14,13 +14,15 @@
 // accumulation steps or ranks; so are the metrics, summed over micro-batches and ranks, then
 // divided by N (or C_k). Data order is a pure function of the seed and the step.
 //
-// Output (rank 0 writes): OUT/metrics.jsonl (step lines: loss, lr, grad_norm, tokens_per_s,
-// mfu on GPU, and every loss metric by name; eval lines: eval_loss and eval_<metric>), OUT/checkpoint-<step>/ every save_every steps (an
-// HF model folder in float32 + optimizer.safetensors (AdamW moments of every parameter, gathered
-// to rank 0 under ZeRO-1, so the layout is that of one process) + trainer_state.json with
-// the step, data position, schedule, AdamW step count and CPU RNG state), and the final model in
-// OUT/ in output.save_dtype. Running again resumes from the newest complete checkpoint; on CPU
-// the resumed losses equal the uninterrupted run's.
+// Output (rank 0 writes): OUT/metrics.jsonl (HF/TRL names, see metrics.h: the stage's data
+// summary, step lines with loss, learning_rate, grad_norm, epoch, num_tokens, tokens_per_s, mfu on
+// GPU and every loss metric by name, eval lines with eval_loss and eval_<metric>, the final line),
+// OUT/checkpoint-<step>/ every save_every steps (an HF model folder in float32 +
+// optimizer.safetensors (AdamW moments of every parameter, gathered to rank 0 under ZeRO-1, so the
+// layout is that of one process) + trainer_state.json with HF's fields and log_history, the data
+// position, schedule, AdamW step count and CPU RNG state), the final model in OUT/ in
+// output.save_dtype and OUT/trainer_state.json. Running again resumes from the newest complete
+// checkpoint; on CPU the resumed losses equal the uninterrupted run's.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +57,11 @@ struct TrainResult {
   std::map<std::string, double> last_metrics;       // the loss's metrics of the last step run
   std::map<std::string, double> last_eval_metrics;  // and of the last eval (without eval_)
   bool already_done = false;  // OUT held a finished run; nothing was trained
+  // The final line (metrics.h's "done" event, or {"event": "already_done", ...}), which the
+  // stage prints: event, step, steps, resumed_from, output, loss and last metrics, eval_loss and
+  // eval metrics, epoch, num_tokens, train_runtime, train_samples_per_second,
+  // train_steps_per_second, train_loss.
+  nlohmann::json summary = nlohmann::json::object();
 };
 
 // A loss and its metrics, normalised (core/train/batch.h).
@@ -84,6 +91,9 @@ class Trainer {
   void set_save_extra(std::function<void(const std::string& dir)> fn) { save_extra_ = fn; }
   // A JSON object stored in trainer_state.json and checked on resume (e.g. the resolved config).
   void set_run_info(nlohmann::json info) { run_info_ = std::move(info); }
+  // The stage's data summary: written to metrics.jsonl as {"event": "data", "step": S, ...} when
+  // the run (or a resumed run, from step S) starts.
+  void set_data_summary(nlohmann::json summary) { data_summary_ = std::move(summary); }
   // Progress-bar label ("sft").
   void set_label(std::string label) { label_ = std::move(label); }
   // Declares that the loss sums of a micro-batch are sums of its rows' own terms (SFT; a pair
@@ -132,6 +142,11 @@ class Trainer {
   // What trainer_state.json records after `step` optimizer steps (all but the lr).
   TrainingState training_state(int64_t step);
   int64_t try_resume();
+  // Fractional epochs after `rows` rows of the epoch stream (HF's "epoch").
+  double epoch_at(int64_t rows);
+  // The "done" line of a run that trained from `start` to `total` in `seconds`.
+  nlohmann::json final_line(const TrainResult& r, int64_t start, int64_t total, double seconds,
+                            double loss_sum);
   void log_line(const nlohmann::json& line);
   // Forward and backward of `mb` (on the CPU) as `parts` row slices in parallel (see
   // set_rows_independent); adds the gradient of the scaled loss to the parameters' and adds the
@@ -147,6 +162,7 @@ class Trainer {
   std::shared_ptr<DataParallel> dp_;
   std::function<void(const std::string&)> save_extra_;
   nlohmann::json run_info_ = nlohmann::json::object();
+  nlohmann::json data_summary_;
   std::string label_ = "train";
   bool rows_independent_ = false;
   std::unique_ptr<Impl> impl_;

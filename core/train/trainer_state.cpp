@@ -51,8 +51,16 @@ const char* decay_name(DecayKind d) {
 }  // namespace
 
 nlohmann::json TrainingState::to_json() const {
-  return {{"step", step},
-          {"total_steps", total_steps},
+  return {{"global_step", step},
+          {"max_steps", total_steps},
+          {"epoch", epoch},
+          {"num_train_epochs", num_train_epochs},
+          {"num_input_tokens_seen", num_input_tokens_seen},
+          {"logging_steps", logging_steps},
+          {"eval_steps", eval_steps},
+          {"save_steps", save_steps},
+          {"train_batch_size", train_batch_size},
+          {"log_history", log_history},
           {"global_batch_rows", global_batch_rows},
           {"world_size", world_size},
           {"data_position", {{"rows_consumed", rows_consumed}}},
@@ -71,8 +79,10 @@ nlohmann::json TrainingState::to_json() const {
 TrainingState TrainingState::from_json(const nlohmann::json& j, const std::string& source) {
   TrainingState s;
   try {
-    s.step = j.at("step").get<int64_t>();
-    s.total_steps = j.at("total_steps").get<int64_t>();
+    // HF's names; "step" / "total_steps" in files written before them.
+    s.step = j.at(j.contains("global_step") ? "global_step" : "step").get<int64_t>();
+    s.total_steps = j.at(j.contains("max_steps") ? "max_steps" : "total_steps").get<int64_t>();
+    s.num_input_tokens_seen = j.value("num_input_tokens_seen", int64_t{0});
     s.global_batch_rows = j.at("global_batch_rows").get<int64_t>();
     s.world_size = j.at("world_size").get<int64_t>();
     s.rows_consumed = j.at("data_position").at("rows_consumed").get<int64_t>();
@@ -101,6 +111,10 @@ void write_training_state(const std::string& path, const TrainingState& state) {
     if (!out) throw IoError("cannot write " + tmp);
   }
   fs::rename(tmp, path);
+}
+
+std::string cpu_rng_state_hex() {
+  return state_to_hex(at::detail::getDefaultCPUGenerator().get_state());
 }
 
 TrainingState read_training_state(const std::string& path) {
@@ -178,7 +192,7 @@ void save_training_checkpoint(const std::string& out_dir, TrainingState state,
   save_safetensors((tmp_dir / "optimizer.safetensors").string(), moments.tensors, at::kFloat,
                    {{"adam_step", std::to_string(moments.adam_step)}});
   state.adam_step = moments.adam_step;
-  state.rng_cpu_hex = state_to_hex(at::detail::getDefaultCPUGenerator().get_state());
+  state.rng_cpu_hex = cpu_rng_state_hex();
   write_training_state((tmp_dir / "trainer_state.json").string(), state);
   posttrain::remove_tree((final_dir).string());
   fs::rename(tmp_dir, final_dir);

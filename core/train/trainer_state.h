@@ -1,10 +1,15 @@
 // Training state on disk, so a run resumes exactly. A checkpoint folder OUT/checkpoint-<step>/
 // holds the model as a Hugging Face folder (float32, loadable by transformers), the stage's extra
 // files (tokenizer), optimizer.safetensors (AdamW exp_avg / exp_avg_sq per parameter, float32,
-// named "<param>.exp_avg" / "<param>.exp_avg_sq") and trainer_state.json (step, total steps,
-// global batch, data position, schedule, AdamW step count and ZeRO stage, CPU RNG state as hex,
-// run info). It is written to checkpoint-<step>.tmp and renamed, so a folder without the .tmp
-// suffix and with trainer_state.json is complete.
+// named "<param>.exp_avg" / "<param>.exp_avg_sq") and trainer_state.json. It is written to
+// checkpoint-<step>.tmp and renamed, so a folder without the .tmp suffix and with
+// trainer_state.json is complete. OUT/trainer_state.json, written last, marks a finished run.
+//
+// trainer_state.json holds Hugging Face Trainer's fields under HF's names (global_step,
+// max_steps, epoch, num_train_epochs, num_input_tokens_seen, logging_steps, eval_steps,
+// save_steps, train_batch_size, log_history: the metrics.jsonl lines so far) beside ours (global
+// batch, data position, schedule, AdamW step count and ZeRO stage, CPU RNG state as hex, run
+// info). Files written before HF's names ("step", "total_steps") still load.
 //
 // With ZeRO-1 the moments live on their owners; the trainer gathers them to rank 0, which writes
 // the same optimizer.safetensors as a replicated run. The layout therefore does not depend on
@@ -32,8 +37,8 @@ class AdamW;
 namespace posttrain::core {
 
 struct TrainingState {
-  int64_t step = 0;               // optimizer steps completed
-  int64_t total_steps = 0;
+  int64_t step = 0;               // optimizer steps completed (HF's global_step)
+  int64_t total_steps = 0;        // HF's max_steps
   int64_t global_batch_rows = 0;  // rows per optimizer step over all ranks
   int64_t world_size = 1;
   int64_t rows_consumed = 0;      // data position: rows of the epoch stream used so far
@@ -43,12 +48,22 @@ struct TrainingState {
   LrSchedule schedule;
   std::string rng_cpu_hex;        // at::getDefaultCPUGenerator() state
   nlohmann::json run_info = nlohmann::json::object();
+  // Hugging Face TrainerState's fields besides global_step / max_steps (written; only
+  // num_input_tokens_seen is read back, to continue the metrics' num_tokens on resume).
+  double epoch = 0;                   // fractional epochs done
+  int64_t num_train_epochs = 0;       // epochs the run reaches (started ones count)
+  int64_t num_input_tokens_seen = 0;  // real tokens trained on, all ranks
+  int64_t logging_steps = 0, eval_steps = 0, save_steps = 0;
+  int64_t train_batch_size = 0;       // rows per micro-batch on one rank (HF's per-device size)
+  nlohmann::json log_history = nlohmann::json::array();
 
   nlohmann::json to_json() const;
   static TrainingState from_json(const nlohmann::json& j, const std::string& source);
 };
 
 void write_training_state(const std::string& path, const TrainingState& state);
+// The CPU generator's state as hex (TrainingState::rng_cpu_hex).
+std::string cpu_rng_state_hex();
 TrainingState read_training_state(const std::string& path);
 
 // The step of a folder named "checkpoint-<digits>", or nullopt for any other name, including a

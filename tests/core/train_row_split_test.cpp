@@ -118,7 +118,7 @@ TEST(TrainRowSplit, ResumedSlicedRunRepeatsTheLossesExactly) {
   full.set_rows_independent(true);
   full.run();
   const auto want = read_metrics((fs::path(o.dir) / "metrics.jsonl").string());
-  ASSERT_EQ(want.size(), 4u);
+  ASSERT_EQ(want.size(), 5u);  // 4 steps and the final "done" line
   TrainerOptions o2 = options("resume_cut");
   o2.save_every = 2;
   fs::create_directories(o2.dir);
@@ -128,7 +128,7 @@ TEST(TrainRowSplit, ResumedSlicedRunRepeatsTheLossesExactly) {
   cut.set_rows_independent(true);
   EXPECT_EQ(cut.run().start_step, 2);
   const auto got = read_metrics((fs::path(o2.dir) / "metrics.jsonl").string());
-  ASSERT_EQ(got.size(), 2u);  // steps 3 and 4
+  ASSERT_EQ(got.size(), 3u);  // steps 3 and 4, then "done"
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(got[i]["step"], want[i + 2]["step"]);
     EXPECT_EQ(got[i]["loss"].get<double>(), want[i + 2]["loss"].get<double>()) << i;

@@ -95,7 +95,8 @@ TEST(TrainTrainer, ResumedRunRepeatsTheLossesExactly) {
   ASSERT_TRUE(fs::exists(fs::path(full) / "checkpoint-4" / "trainer_state.json"));
   ASSERT_TRUE(fs::exists(fs::path(full) / "config.json"));
   auto want = read_metrics((fs::path(full) / "metrics.jsonl").string());
-  ASSERT_EQ(want.size(), 6u);
+  ASSERT_EQ(want.size(), 7u);  // 6 step lines and the final "done" line
+  EXPECT_EQ(want.back()["event"], "done");
 
   // An interrupted run: only checkpoint-2 and the first two metrics lines made it to disk.
   fs::create_directories(cut);
@@ -112,12 +113,15 @@ TEST(TrainTrainer, ResumedRunRepeatsTheLossesExactly) {
   TrainResult r2 = t2.run();
   EXPECT_EQ(r2.start_step, 2);
   auto got = read_metrics((fs::path(cut) / "metrics.jsonl").string());
-  ASSERT_EQ(got.size(), 6u);  // the stale third line was replaced
+  ASSERT_EQ(got.size(), 7u);  // the stale third line was replaced
   for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(got[i]["step"], want[i]["step"]);
     EXPECT_NEAR(got[i]["loss"].get<double>(), want[i]["loss"].get<double>(), 1e-6) << i;
-    EXPECT_DOUBLE_EQ(got[i]["lr"].get<double>(), want[i]["lr"].get<double>()) << i;
+    EXPECT_DOUBLE_EQ(got[i]["learning_rate"].get<double>(),
+                     want[i]["learning_rate"].get<double>())
+        << i;
   }
+  EXPECT_EQ(got.back()["resumed_from"], 2);
   EXPECT_LT(max_abs_diff(t.parameters(), t2.parameters(), false), 1e-6);
 
   // Running the finished run again does nothing.
@@ -145,10 +149,11 @@ TEST(TrainTrainer, LossFallsAndEvalIsLogged) {
   auto lines = read_metrics((fs::path(dir) / "metrics.jsonl").string());
   int evals = 0;
   for (const auto& l : lines) {
+    if (is_event_line(l)) continue;  // the final line
     if (l.contains("eval_loss")) {
       ++evals;
     } else {
-      for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens_per_s"}) {
+      for (const char* k : {"step", "loss", "learning_rate", "grad_norm", "tokens_per_s"}) {
         EXPECT_TRUE(l.contains(k)) << k;
       }
     }

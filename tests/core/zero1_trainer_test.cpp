@@ -179,7 +179,8 @@ std::vector<RankOutput> run_two_ranks(const fs::path& work, const fs::path& out,
 std::vector<double> losses(const fs::path& out) {
   std::vector<double> result;
   for (const auto& line : read_metrics((out / "metrics.jsonl").string())) {
-    if (line.contains("loss")) result.push_back(line["loss"].get<double>());
+    // Step lines (the final event line repeats the last loss).
+    if (line.contains("loss") && !is_event_line(line)) result.push_back(line["loss"].get<double>());
   }
   return result;
 }

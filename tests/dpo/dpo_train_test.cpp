@@ -113,8 +113,12 @@ TEST_F(DpoTrain, LearnsTheHeldOutPreferenceAndTheNllTermKeepsChosenUp) {
   // log 2. The first logged training step shows it.
   std::ifstream f(*dir_ / "with_nll/metrics.jsonl");
   std::string first;
-  std::getline(f, first);
-  const auto step1 = nlohmann::json::parse(first);
+  nlohmann::json step1;
+  while (std::getline(f, first)) {  // past the {"event": "data"} line
+    step1 = nlohmann::json::parse(first);
+    if (!step1.contains("event")) break;
+  }
+  EXPECT_EQ(step1["step"], 1) << first;
   EXPECT_NEAR(step1["loss"].get<double>() - 0.2 * step1["nll_loss"].get<double>(), std::log(2.0),
               1e-4)
       << first;

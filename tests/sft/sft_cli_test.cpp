@@ -25,6 +25,15 @@ namespace {
 using Ran = testing::CliRun;
 Ran run(const std::string& args) { return testing::run_cli(args); }
 
+// The step and eval lines of a metrics file (not the data and final event lines).
+std::vector<nlohmann::json> training_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (const auto& l : core::read_metrics(path)) {
+    if (!core::is_event_line(l)) out.push_back(l);
+  }
+  return out;
+}
+
 class SftCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -96,10 +105,23 @@ TEST_F(SftCli, RunsLogsTruncationAndResumesExactly) {
                         "checkpoint-4/tokenizer.json"}) {
     EXPECT_TRUE(fs::exists(full / f)) << f;
   }
-  auto want = core::read_metrics((full / "metrics.jsonl").string());
-  // Six step lines and one eval line.
+  const auto all = core::read_metrics((full / "metrics.jsonl").string());
+  auto first = all.front();  // the data summary is in the file too, with the step it ran from
+  EXPECT_EQ(first["step"], 0);
+  first.erase("step");
+  EXPECT_EQ(first, data_line);
+  EXPECT_EQ(all.back()["event"], "done");
+  const auto done =
+      nlohmann::json::parse(r.output.substr(r.output.rfind('\n', r.output.size() - 2) + 1));
+  EXPECT_EQ(done["event"], "done");
+  EXPECT_EQ(all.back()["train_loss"], done["train_loss"]);  // the line the command printed last
+  auto want = training_lines((full / "metrics.jsonl").string());
+  // Six step lines and one eval line, with TRL's SFT metric.
   ASSERT_EQ(want.size(), 7u);
   EXPECT_TRUE(want.back().contains("eval_loss"));
+  EXPECT_TRUE(want.back().contains("eval_mean_token_accuracy"));
+  EXPECT_TRUE(want.front().contains("mean_token_accuracy"));
+  EXPECT_TRUE(want.front().contains("learning_rate"));
 
   // Interrupted after step 4: only checkpoint-4 and the metrics so far exist. The same command
   // (pointed at that folder) resumes and logs the same losses.
@@ -112,7 +134,7 @@ TEST_F(SftCli, RunsLogsTruncationAndResumesExactly) {
   }
   r = run("sft --config " + cfg + " --set output.save_every=2 --out " + cut.string());
   ASSERT_EQ(r.code, 0) << r.output;
-  auto got = core::read_metrics((cut / "metrics.jsonl").string());
+  auto got = training_lines((cut / "metrics.jsonl").string());
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
     const char* key = want[i].contains("loss") ? "loss" : "eval_loss";
@@ -142,8 +164,8 @@ TEST_F(SftCli, TwoGlooRanksEqualOneRankWithTheDoubleBatch) {
     const double diff = (a.read(name) - b.read(name)).abs().max().item<double>();
     EXPECT_LT(diff, 1e-6) << name;
   }
-  auto ma = core::read_metrics(root_ + "/one/metrics.jsonl");
-  auto mb = core::read_metrics(root_ + "/two/metrics.jsonl");
+  auto ma = training_lines(root_ + "/one/metrics.jsonl");
+  auto mb = training_lines(root_ + "/two/metrics.jsonl");
   ASSERT_EQ(ma.size(), mb.size());
   for (size_t i = 0; i < ma.size(); ++i) {
     const char* key = ma[i].contains("loss") ? "loss" : "eval_loss";

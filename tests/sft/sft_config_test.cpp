@@ -125,5 +125,53 @@ TEST(SftConfig, CliRefusesStoreWeightWithoutAStoreInOneLine) {
   posttrain::remove_tree(dir.string());
 }
 
+// The example config in YAML is the JSON example: `--print-config` of both is the same resolved
+// config (run from the repository root, where the examples' relative data path points).
+TEST(SftConfig, YamlExampleResolvesLikeTheJsonExample) {
+  const fs::path before = fs::current_path();
+  fs::current_path(fs::path(POSTTRAIN_FIXTURES) / ".." / "..");
+  const std::string model =
+      " --set model.path=" + std::string(POSTTRAIN_FIXTURES) + " --print-config";
+  const auto a = testing::run_cli("sft --config sft/examples/tiny_sft.json" + model);
+  const auto b = testing::run_cli("sft --config sft/examples/tiny_sft.yaml" + model);
+  fs::current_path(before);
+  ASSERT_EQ(a.code, 0) << a.output;
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_EQ(Json::parse(a.output), Json::parse(b.output));
+  EXPECT_DOUBLE_EQ(Json::parse(b.output)["optimizer"]["lr"].get<double>(), 0.003);
+}
+
+// Every training command reads its config through the same loader: a YAML mistake names the file,
+// the line and the key; a bad --set value names --set (README: "--set: field ...").
+TEST(SftConfig, EveryStageCommandReportsYamlLinesAndSetErrors) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("posttrain_sft_config_yaml_" + std::to_string(::getpid()));
+  posttrain::remove_tree(dir.string());
+  fs::create_directories(dir);
+  const std::string bad = (dir / "bad.yaml").string();
+  std::ofstream(bad) << "model:\n  path: " << POSTTRAIN_FIXTURES << "\noptimizer:\n  lrr: 1\n";
+  const std::string syntax = (dir / "syntax.yml").string();
+  std::ofstream(syntax) << "model:\n  path: [unclosed\n";
+  for (const std::string command : {"sft", "reward train", "dpo train"}) {
+    auto r = testing::run_cli(command + " --config " + bad);
+    EXPECT_NE(r.code, 0) << command;
+    EXPECT_TRUE(contains(r.output, bad + ":4: field 'optimizer.lrr': unknown config key"))
+        << command << ": " << r.output;
+    r = testing::run_cli(command + " --config " + syntax);
+    EXPECT_NE(r.code, 0) << command;
+    EXPECT_TRUE(contains(r.output, syntax + ":")) << command << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "not valid YAML")) << command << ": " << r.output;
+  }
+  Json c = config();
+  c["output"]["dir"] = (dir / "out").string();
+  const std::string cfg = (dir / "cfg.json").string();
+  std::ofstream(cfg) << c.dump(2);
+  const auto r = testing::run_cli("sft --config " + cfg + " --set training.epochs=two");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.output, "--set: field 'training.epochs': expected integer")) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  posttrain::remove_tree(dir.string());
+}
+
 }  // namespace
 }  // namespace posttrain::sft

@@ -113,5 +113,49 @@ TEST(SftLoss, PackedBatchEqualsUnpackedLossAndGradients) {
   EXPECT_GT(std::abs(run(leaky, &gl) - lu), 1e-4);
 }
 
+// TRL's mean_token_accuracy: the share of target tokens that are the argmax of the full logits.
+// The reference takes the argmax of the model's whole [B, T, V] logits (model.forward), not the
+// chunked head the loss uses; the three head paths (kept logits, recomputed chunks, no graph)
+// must all count the same hits and give sft_loss_sum's loss.
+TEST(SftLoss, MeanTokenAccuracyCountsArgmaxHits) {
+  auto tok = core::Tokenizer::byte_level();
+  auto examples = some_examples(tok);
+  core::LlamaModel m = tiny_model(tok.vocab_size());
+  core::MicroBatch mb = core::collate_rows(examples, {{0}, {1}, {2}, {3}, {4}}, false, 0);
+  // A model that predicts some targets right: a few plain gradient steps on this batch.
+  for (int step = 0; step < 15; ++step) {
+    (sft_loss_sum(*m, mb, 16) / mb.num_terms).backward();
+    at::NoGradGuard g;
+    for (auto& p : m->parameters()) {
+      p.sub_(p.grad() * 0.5);
+      p.mutable_grad() = at::Tensor();
+    }
+  }
+  core::ForwardInputs in;
+  in.input_ids = mb.require("input_ids");
+  in.attention_mask = mb.get("attention_mask");
+  in.position_ids = mb.get("position_ids");
+  double want_hits = 0;
+  {
+    at::NoGradGuard g;
+    const at::Tensor logits = m->forward(in);                   // [B, T, V]
+    const at::Tensor targets = mb.require("targets");           // [B, T]
+    const at::Tensor valid = targets.ne(core::kIgnoreTarget);   // [B, T]
+    want_hits = (logits.argmax(-1).eq(targets) & valid).sum().item<double>();
+  }
+  const double want_loss = sft_loss_sum(*m, mb, 16).item<double>();
+  for (int64_t keep : {int64_t{1} << 30, int64_t{0}}) {  // kept logits; recomputed chunks
+    core::LossOutput out = sft_loss(*m, mb, 16, keep);
+    EXPECT_NEAR(out.sum.item<double>(), want_loss, 1e-4) << keep;
+    EXPECT_EQ(out.metric_sums.at("mean_token_accuracy").item<double>(), want_hits) << keep;
+  }
+  at::NoGradGuard g;
+  core::LossOutput out = sft_loss(*m, mb, 16);
+  EXPECT_EQ(out.metric_sums.at("mean_token_accuracy").item<double>(), want_hits);
+  // The test can fail: some targets are hit and some are missed.
+  EXPECT_GT(want_hits, 0);
+  EXPECT_LT(want_hits, mb.num_terms);
+}
+
 }  // namespace
 }  // namespace posttrain::sft
