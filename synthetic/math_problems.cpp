@@ -117,7 +117,6 @@ void arithmetic(Rng& rng, int difficulty, MathProblem* p) {
 // ---- addition: one sum or difference of two numbers (opt-in: `--family addition`) ----
 // Small enough for a tiny model to learn from scratch in minutes (recipes/tiny_math.json):
 // easy a + b with two-digit numbers, medium three-digit sums and differences, hard four-digit.
-// A sum's worked solution adds column by column, so each step is a one-digit fact.
 void addition(Rng& rng, int difficulty, MathProblem* p) {
   const int64_t lo = difficulty == 1 ? 10 : difficulty == 2 ? 100 : 1000;
   const int64_t a = rng.uniform(lo, lo * 10 - 1), b = rng.uniform(lo, lo * 10 - 1);
@@ -126,21 +125,7 @@ void addition(Rng& rng, int difficulty, MathProblem* p) {
   const std::string expr = std::to_string(a) + (minus ? " - " : " + ") + std::to_string(b);
   p->prompt = "What is " + expr + "?";
   p->answer = value;
-  p->solution.clear();
-  if (!minus) {
-    // Column by column from the units, each an equation the step checker verifies: the digits
-    // of the column plus the carry ("6 + 7 = 13", "4 + 8 + 1 = 13"), then the whole sum.
-    int64_t x = a, y = b, carry = 0;
-    while (x > 0 || y > 0) {
-      const int64_t dx = x % 10, dy = y % 10, sum = dx + dy + carry;
-      p->solution += std::to_string(dx) + " + " + std::to_string(dy) +
-                     (carry ? " + 1" : "") + " = " + std::to_string(sum) + "\n";
-      carry = sum / 10;
-      x /= 10;
-      y /= 10;
-    }
-  }
-  p->solution += expr + " = " + value.decimal_or_fraction() + "\n";
+  p->solution = expr + " = " + value.decimal_or_fraction() + "\n";
 }
 
 // ---- word problems ----

@@ -4,10 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <algorithm>
 #include <set>
-#include <sstream>
-#include <vector>
 #include <string>
 
 #include "common/error.h"
@@ -41,23 +38,6 @@ TEST(Families, AdditionIsOptInAndLeavesDefaultDrawsAlone) {
       const long long lo = level == 1 ? 10 : level == 2 ? 100 : 1000;
       EXPECT_TRUE(a >= lo && a < lo * 10 && b >= lo && b < lo * 10) << p.prompt;
       if (level == 1) EXPECT_EQ(m[2], "+");
-      if (m[2] == "+") {
-        // Column sums from the units (digits + carry), then the whole sum, then the answer:
-        // 46 + 87 -> "6 + 7 = 13", "4 + 8 + 1 = 13", "46 + 87 = 133", "Answer: 133".
-        std::vector<std::string> lines;
-        std::stringstream in(p.solution);
-        for (std::string line; std::getline(in, line);) lines.push_back(line);
-        const size_t columns = std::to_string(std::max(a, b)).size();
-        ASSERT_EQ(lines.size(), columns + 2) << p.solution;
-        long long carry = 0, x = a, y = b;
-        for (size_t c = 0; c < columns; ++c, x /= 10, y /= 10) {
-          const long long s = x % 10 + y % 10 + carry;
-          EXPECT_EQ(lines[c], std::to_string(x % 10) + " + " + std::to_string(y % 10) +
-                                  (carry ? " + 1" : "") + " = " + std::to_string(s));
-          carry = s / 10;
-        }
-        EXPECT_EQ(lines[columns], std::string(m[1]) + " + " + std::string(m[3]) + " = " + std::to_string(want));
-      }
     }
   }
 }
