@@ -23,6 +23,7 @@
 #include "recipes/eval_results.h"
 #include "recipes/heldout.h"
 #include "recipes/recipe.h"
+#include "recipe_test_paths.h"
 
 namespace posttrain::recipes {
 namespace {
@@ -30,10 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData =
-    (fs::path(POSTTRAIN_FIXTURES) / ".." / ".." / "sft" / "examples" / "tiny_sft.jsonl")
-        .lexically_normal()
-        .string();
+const std::string kSftData = test_paths::tiny_sft_data();
 
 // (A vector, since a one-element braced list would be taken for the element itself.)
 json recipe_with(const std::vector<json>& stages) {

@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "recipes/recipe.h"
+#include "recipe_test_paths.h"
 
 namespace posttrain::recipes {
 namespace {
@@ -24,10 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData =
-    (fs::path(POSTTRAIN_FIXTURES) / ".." / ".." / "sft" / "examples" / "tiny_sft.jsonl")
-        .lexically_normal()
-        .string();
+const std::string kSftData = test_paths::tiny_sft_data();
 
 json one_round(const json& launcher) {
   json sft = {{"data", {{"sources", {{{"path", kSftData}}}}, {"max_seq_len", 128}}},

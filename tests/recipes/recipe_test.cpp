@@ -3,6 +3,7 @@
 // that runs in seconds: SIGKILLed in the middle of a round and run again, its store and final
 // weights equal an uninterrupted run's.
 #include "recipes/recipe.h"
+#include "recipe_test_paths.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -28,10 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData =
-    (fs::path(POSTTRAIN_FIXTURES) / ".." / ".." / "sft" / "examples" / "tiny_sft.jsonl")
-        .lexically_normal()
-        .string();
+const std::string kSftData = test_paths::tiny_sft_data();
 
 json sft_config(double lr, int seed, int steps) {
   return {{"data", {{"sources", {{{"path", kSftData}}}}, {"max_seq_len", 128}}},
@@ -154,9 +152,17 @@ TEST(RecipeParse, MissingPathsAreErrorsUnlessSkipped) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/model"), std::string::npos);
   }
+  // A missing data source is an error too, unless paths are skipped (files on other machines).
   doc = micro_recipe();
   doc["rounds"][0]["stages"][0]["config"]["data"]["sources"][0]["path"] = "/nonexistent.jsonl";
-  EXPECT_NE(check_error(doc).size(), 0u);
+  const Recipe missing_source = parse_recipe(doc, "r.json");
+  EXPECT_NO_THROW(check_recipe(missing_source, 2, /*skip_paths=*/true));
+  try {
+    check_recipe(missing_source, 2, /*skip_paths=*/false);
+    ADD_FAILURE() << "a missing data source passed";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent.jsonl"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Placeholders, SubstituteRoundAsIntegerAndNamesInText) {

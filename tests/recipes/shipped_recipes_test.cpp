@@ -7,15 +7,12 @@
 #include <string>
 
 #include "recipes/recipe.h"
+#include "recipe_test_paths.h"
 
 namespace posttrain::recipes {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string shipped(const std::string& name) {
-  return (fs::path(POSTTRAIN_FIXTURES) / ".." / ".." / "recipes" / name).lexically_normal().string();
-}
+std::string shipped(const std::string& name) { return test_paths::repo_file("recipes/" + name); }
 
 TEST(ShippedRecipes, Check) {
   for (const char* name : {"tiny_math.json", "tiny_math_sft_only.json"}) {
