@@ -150,26 +150,22 @@ class Runner {
     ++ran_;
   }
 
-  void exec_or_throw(const std::vector<std::string>& args, const std::string& what) {
-    const int status = run_process(exe_, args);
-    if (status != 0) {
-      throw Error(what + ": `" + command_line(args) + "` exited with status " +
-                  std::to_string(status) + " (run the recipe again to retry this stage)");
-    }
-  }
-
-  // `launcher... POSTTRAIN args...` (recipe.launcher; "posttrain" there is this program).
-  void launch_or_throw(const std::vector<std::string>& args, const std::string& what) {
+  // Runs `posttrain args...`, through recipe.launcher when `launched` ("posttrain" there is this
+  // program); a non-zero exit is an Error naming the command line.
+  void exec_or_throw(const std::vector<std::string>& args, const std::string& what,
+                     bool launched = false) {
     std::vector<std::string> argv;
-    for (const auto& a : recipe_.launcher) argv.push_back(a == "posttrain" ? exe_ : a);
+    if (launched) {
+      for (const auto& a : recipe_.launcher) argv.push_back(a == "posttrain" ? exe_ : a);
+    }
     argv.push_back(exe_);
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string exe = argv.front();
     argv.erase(argv.begin());
     const int status = run_process(exe, argv);
     if (status != 0) {
-      std::string line = exe;
-      for (const auto& a : argv) line += " " + a;
+      std::string line = launched ? exe : "posttrain";
+      for (const auto& a : launched ? argv : args) line += " " + a;
       throw Error(what + ": `" + line + "` exited with status " + std::to_string(status) +
                   " (run the recipe again to retry this stage)");
     }
@@ -229,11 +225,7 @@ class Runner {
         continue;
       }
       std::cout << label << ": " << command_line(step.args) << std::endl;
-      if (kind.trains && !recipe_.launcher.empty()) {
-        launch_or_throw(step.args, label);
-      } else {
-        exec_or_throw(step.args, label);
-      }
+      exec_or_throw(step.args, label, kind.trains && !recipe_.launcher.empty());
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -23,7 +23,7 @@
 #include "recipes/eval_results.h"
 #include "recipes/heldout.h"
 #include "recipes/recipe.h"
-#include "recipe_test_paths.h"
+#include "recipe_test_util.h"
 
 namespace posttrain::recipes {
 namespace {
@@ -31,7 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData = test_paths::tiny_sft_data();
+const std::string kSftData = test_util::tiny_sft_data();
 
 // (A vector, since a one-element braced list would be taken for the element itself.)
 json recipe_with(const std::vector<json>& stages) {
@@ -45,14 +45,7 @@ json stage(const std::string& name, const std::string& kind, const json& config)
   return {{"name", name}, {"kind", kind}, {"config", config}};
 }
 
-std::string check_error(const json& doc, int rounds = 2) {
-  try {
-    check_recipe(parse_recipe(doc, "r.json"), rounds, /*skip_paths=*/true);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::check_error;
 
 std::vector<json> read_jsonl(const std::string& path) {
   std::vector<json> rows;

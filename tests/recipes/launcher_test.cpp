@@ -17,7 +17,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "recipes/recipe.h"
-#include "recipe_test_paths.h"
+#include "recipe_test_util.h"
 
 namespace posttrain::recipes {
 namespace {
@@ -25,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData = test_paths::tiny_sft_data();
+const std::string kSftData = test_util::tiny_sft_data();
 
 json one_round(const json& launcher) {
   json sft = {{"data", {{"sources", {{{"path", kSftData}}}}, {"max_seq_len", 128}}},

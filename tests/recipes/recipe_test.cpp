@@ -3,7 +3,7 @@
 // that runs in seconds: SIGKILLed in the middle of a round and run again, its store and final
 // weights equal an uninterrupted run's.
 #include "recipes/recipe.h"
-#include "recipe_test_paths.h"
+#include "recipe_test_util.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -29,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kSftData = test_paths::tiny_sft_data();
+const std::string kSftData = test_util::tiny_sft_data();
 
 json sft_config(double lr, int seed, int steps) {
   return {{"data", {{"sources", {{{"path", kSftData}}}}, {"max_seq_len", 128}}},
@@ -54,14 +54,7 @@ json micro_recipe() {
           {"rounds", {r0, r1}}};
 }
 
-std::string check_error(const json& doc, int rounds = 2) {
-  try {
-    check_recipe(parse_recipe(doc, "r.json"), rounds, /*skip_paths=*/true);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::check_error;
 
 TEST(RecipeParse, TheMicroRecipeChecks) {
   EXPECT_EQ(check_error(micro_recipe()), "");

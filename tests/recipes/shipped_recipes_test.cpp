@@ -7,12 +7,12 @@
 #include <string>
 
 #include "recipes/recipe.h"
-#include "recipe_test_paths.h"
+#include "recipe_test_util.h"
 
 namespace posttrain::recipes {
 namespace {
 
-std::string shipped(const std::string& name) { return test_paths::repo_file("recipes/" + name); }
+std::string shipped(const std::string& name) { return test_util::repo_file("recipes/" + name); }
 
 TEST(ShippedRecipes, Check) {
   for (const char* name : {"tiny_math.json", "tiny_math_sft_only.json"}) {
